@@ -1,0 +1,1 @@
+"""latentrl.collectors (see DESIGN.md)."""

@@ -1,0 +1,371 @@
+"""One factory for every environment family latentrl trains on.
+
+``make_env(name, ...)`` returns a TorchRL ``EnvBase`` with correct specs:
+
+==========================  ==================================================
+name                        what you get
+==========================  ==================================================
+``CartPole-v1`` (``gym:``)  any registered gymnasium id; ``num_envs > 1`` runs
+                            a synchronous gymnasium vector env in-process
+``dmc:cartpole-swingup``    dm_control suite ``domain-task``; proprioceptive
+                            ``observation`` (float32, concatenated) or, with
+                            ``pixels=True``, ``pixels`` rendered at
+                            ``image_size`` (default 64)
+``atari:Pong``              ALE game with the IMPALA preprocessing (below)
+``minigrid:MiniGrid-...``   minigrid through ``ImgObsWrapper`` (egocentric
+                            7x7x3 view under ``observation``)
+``pomdp:masked-cartpole``   CartPole-v1 with the velocities removed
+``pomdp:tmaze``             delayed-recall T-maze (``delay``, ``num_cues``)
+==========================  ==================================================
+
+Atari preprocessing (Espeholt et al. 2018, IMPALA, Appendix G, following
+Mnih et al. 2015): up to 30 no-op starts, action repeat 4 with a max over the
+last two frames, 84x84 grayscale, a stack of the last 4 frames; for training
+only (``train=True``), the end of a life is flagged under ``"end-of-life"``
+(TorchRL's ``EndOfLifeTransform``: a loss registers it as its ``done``/
+``terminated`` key; the game itself continues) and rewards are clipped to
+[-1, 1]. Evaluation envs (``train=False``) report raw game scores.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from functools import partial
+from typing import Any, Callable
+
+import torch
+import torchrl  # noqa: F401  (import before dm_control: EGL/OSMesa segfault otherwise)
+from torchrl.envs import (
+    CatFrames,
+    CatTensors,
+    Compose,
+    DoubleToFloat,
+    EndOfLifeTransform,
+    EnvBase,
+    GrayScale,
+    GymEnv,
+    GymWrapper,
+    NoopResetEnv,
+    RenameTransform,
+    Resize,
+    RewardClipping,
+    SerialEnv,
+    ToTensorImage,
+    TransformedEnv,
+)
+
+from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
+from .transforms import MaxPoolFrameSkip
+
+__all__ = [
+    "make_env",
+    "UnknownEnvironmentError",
+    "PREFIXES",
+    "POMDP_IDS",
+    "MINIGRID_MEMORY_IDS",
+    "accepted_ids",
+]
+
+
+class UnknownEnvironmentError(ValueError):
+    """Raised by :func:`make_env` for a name no family accepts."""
+
+
+#: prefix -> what it accepts (shown in errors and the README)
+PREFIXES = {
+    "gym": "any registered gymnasium id (the default when no prefix is given), e.g. CartPole-v1",
+    "dmc": "dm_control suite '<domain>-<task>', e.g. dmc:cartpole-swingup",
+    "atari": "an ALE game with IMPALA preprocessing, e.g. atari:Pong",
+    "minigrid": "a minigrid id, e.g. minigrid:MiniGrid-MemoryS7-v0",
+    "pomdp": "latentrl's partially observable tasks: masked-cartpole, tmaze",
+}
+POMDP_IDS = ("masked-cartpole", "tmaze")
+MINIGRID_MEMORY_IDS = (
+    "MiniGrid-MemoryS7-v0",
+    "MiniGrid-MemoryS9-v0",
+    "MiniGrid-MemoryS11-v0",
+    "MiniGrid-MemoryS13-v0",
+    "MiniGrid-MemoryS13Random-v0",
+    "MiniGrid-MemoryS17Random-v0",
+)
+
+
+# --------------------------------------------------------------------------
+# id listings (used by the error message)
+# --------------------------------------------------------------------------
+def _gym_registry() -> list[str]:
+    import gymnasium
+
+    return list(gymnasium.registry.keys())
+
+
+def _gym_ids() -> list[str]:
+    """Gymnasium ids that are not Atari or minigrid (those have their own prefixes)."""
+    import gymnasium
+
+    def foreign(spec) -> bool:
+        entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
+        return entry.startswith(("ale_py", "minigrid", "shimmy"))
+
+    return sorted(k for k, spec in gymnasium.registry.items() if not foreign(spec))
+
+
+def _atari_games() -> list[str]:
+    import ale_py
+    import gymnasium
+
+    gymnasium.register_envs(ale_py)
+    return sorted(k[len("ALE/") : -len("-v5")] for k in _gym_registry() if k.startswith("ALE/") and k.endswith("-v5"))
+
+
+def _minigrid_ids() -> list[str]:
+    import minigrid  # noqa: F401  (registers the ids)
+
+    return sorted(k for k in _gym_registry() if k.startswith("MiniGrid-"))
+
+
+def _dmc_ids() -> list[str]:
+    from dm_control import suite
+
+    return sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
+
+
+def accepted_ids(prefix: str) -> list[str]:
+    """The ids ``make_env`` accepts after ``prefix:``."""
+    listing = {
+        "gym": _gym_ids,
+        "dmc": _dmc_ids,
+        "atari": _atari_games,
+        "minigrid": _minigrid_ids,
+        "pomdp": lambda: list(POMDP_IDS),
+    }
+    if prefix not in listing:
+        raise UnknownEnvironmentError(_unknown_prefix_message(prefix))
+    return listing[prefix]()
+
+
+def _unknown_prefix_message(prefix: str) -> str:
+    lines = [f"unknown environment prefix '{prefix}:'. Accepted prefixes:"]
+    lines += [f"  {p}: {what}" for p, what in PREFIXES.items()]
+    return "\n".join(lines)
+
+
+def _unknown_id(prefix: str, env_id: str) -> UnknownEnvironmentError:
+    ids = accepted_ids(prefix)
+    close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.5)
+    lines = [f"unknown {prefix} environment '{env_id}'."]
+    if close:
+        lines.append("Did you mean: " + ", ".join(f"{prefix}:{c}" for c in close) + "?")
+    lines.append(f"Accepted {prefix} ids: " + ", ".join(ids))
+    lines.append("Accepted prefixes: " + ", ".join(f"{p}:" for p in PREFIXES) + " (gym: is the default)")
+    return UnknownEnvironmentError("\n".join(lines))
+
+
+def _check_kwargs(family: str, kwargs: dict, accepted: tuple[str, ...]) -> None:
+    bad = sorted(set(kwargs) - set(accepted))
+    if bad:
+        raise TypeError(
+            f"make_env({family}): unexpected argument(s) {bad}; accepted: {sorted(accepted)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# families
+# --------------------------------------------------------------------------
+def _vector_gym(env_id: str, num_envs: int, **gym_kwargs) -> EnvBase:
+    """``num_envs`` gymnasium envs stepped in-process (TorchRL's ``GymEnv(num_envs=)``
+    starts one subprocess per env, which costs more than it saves on cheap envs)."""
+    import gymnasium
+
+    vec = gymnasium.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+        **gym_kwargs,
+    )
+    # GymWrapper probes the info dict with a dummy rollout and logs it at INFO level each time
+    log = logging.getLogger("torchrl")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return GymWrapper(vec)
+    finally:
+        log.setLevel(level)
+
+
+def _make_gym(env_id: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
+    if env_id not in _gym_registry():
+        raise _unknown_id("gym", env_id)
+    if num_envs > 1:
+        env = _vector_gym(env_id, num_envs, **gym_kwargs)
+        return env.to(device) if device is not None else env
+    return GymEnv(env_id, device=device, **gym_kwargs)
+
+
+def _make_pomdp(env_id: str, num_envs: int, device, **kwargs) -> EnvBase:
+    if env_id == "masked-cartpole":
+        _check_kwargs("pomdp:masked-cartpole", kwargs, ())
+        base = _make_gym("CartPole-v1", num_envs, device)
+        return TransformedEnv(base, SelectObservationIndices(CARTPOLE_POSITION_INDICES))
+    if env_id == "tmaze":
+        _check_kwargs("pomdp:tmaze", kwargs, ("delay", "num_cues"))
+        batch = (num_envs,) if num_envs > 1 else ()
+        return TMazeEnv(batch_size=batch, device=device, **kwargs)
+    raise _unknown_id("pomdp", env_id)
+
+
+def _make_dmc(
+    env_id: str,
+    num_envs: int,
+    device,
+    pixels: bool = False,
+    image_size: int = 64,
+    action_repeat: int = 1,
+    camera_id: int = 0,
+) -> EnvBase:
+    domain, _, task = env_id.partition("-")
+    if f"{domain}-{task}" not in _dmc_ids():
+        raise _unknown_id("dmc", env_id)
+
+    def single() -> EnvBase:
+        from dm_control import suite
+        from torchrl.envs import DMControlWrapper
+
+        # Build the suite env ourselves: DMControlEnv(from_pixels=True) drops
+        # render_kwargs and renders at 240x320 (UPSTREAM.md, "DMControlEnv").
+        base = DMControlWrapper(
+            suite.load(domain, task),
+            from_pixels=pixels,
+            pixels_only=True,
+            render_kwargs={"height": image_size, "width": image_size, "camera_id": camera_id},
+            frame_skip=action_repeat,
+            device=device,
+        )
+        if pixels:
+            return TransformedEnv(base, ToTensorImage(in_keys=["pixels"], out_keys=["pixels"]))
+        obs_keys = list(base.observation_spec.keys())
+        return TransformedEnv(
+            base,
+            Compose(DoubleToFloat(), CatTensors(in_keys=obs_keys, out_key="observation", del_keys=True)),
+        )
+
+    return single() if num_envs == 1 else SerialEnv(num_envs, single)
+
+
+def _make_atari(
+    game: str,
+    num_envs: int,
+    device,
+    train: bool = True,
+    frame_skip: int = 4,
+    noop_max: int = 30,
+    screen_size: int = 84,
+    frame_stack: int = 4,
+    repeat_action_probability: float = 0.0,
+    full_action_space: bool = False,
+) -> EnvBase:
+    games = _atari_games()
+    match = {g.lower(): g for g in games}.get(game.lower())
+    if match is None:
+        raise _unknown_id("atari", game)
+
+    def single() -> EnvBase:
+        base = GymEnv(
+            f"ALE/{match}-v5",
+            frameskip=1,  # action repeat is ours (max-pooled), see MaxPoolFrameSkip
+            repeat_action_probability=repeat_action_probability,
+            full_action_space=full_action_space,
+            device=device,
+        )
+        transforms = [MaxPoolFrameSkip(frame_skip)]
+        if noop_max > 0:
+            transforms.append(NoopResetEnv(noops=noop_max, random=True))
+        if train:
+            transforms.append(EndOfLifeTransform())
+            transforms.append(RewardClipping(-1.0, 1.0))
+        transforms += [
+            ToTensorImage(in_keys=["pixels"], out_keys=["pixels"]),
+            GrayScale(in_keys=["pixels"]),
+            Resize(screen_size, screen_size, in_keys=["pixels"]),
+            CatFrames(N=frame_stack, dim=-3, in_keys=["pixels"]),
+        ]
+        return TransformedEnv(base, Compose(*transforms))
+
+    return single() if num_envs == 1 else SerialEnv(num_envs, single)
+
+
+def _make_minigrid(env_id: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
+    if env_id not in _minigrid_ids():
+        raise _unknown_id("minigrid", env_id)
+
+    def single() -> EnvBase:
+        import gymnasium
+        from minigrid.wrappers import ImgObsWrapper
+
+        base = GymWrapper(ImgObsWrapper(gymnasium.make(env_id, **gym_kwargs)), device=device)
+        # TorchRL files image-shaped Boxes under "pixels"; minigrid's view is
+        # symbolic (object, colour, state) codes, so call it an observation.
+        return TransformedEnv(base, RenameTransform(in_keys=["pixels"], out_keys=["observation"]))
+
+    return single() if num_envs == 1 else SerialEnv(num_envs, single)
+
+
+_FAMILIES: dict[str, Callable[..., EnvBase]] = {
+    "gym": _make_gym,
+    "dmc": _make_dmc,
+    "atari": _make_atari,
+    "minigrid": _make_minigrid,
+    "pomdp": _make_pomdp,
+}
+
+
+def make_env(
+    name: str,
+    *,
+    num_envs: int = 1,
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    train: bool = True,
+    **kwargs: Any,
+) -> EnvBase:
+    """Builds the TorchRL env called ``name`` (see the module docstring).
+
+    Args:
+        name: ``"[prefix:]id"``; without a prefix, a gymnasium id.
+        num_envs: batch of independent copies (``batch_size=[num_envs]``);
+            1 gives an unbatched env.
+        seed: seeds the env (``env.set_seed``) when given.
+        device: device of the env's outputs.
+        train: training env (Atari: life-loss flag and reward clipping) or
+            evaluation env (raw scores). Other families ignore it.
+        **kwargs: family options: ``pixels``, ``image_size``, ``action_repeat``,
+            ``camera_id`` (dmc); ``frame_skip``, ``noop_max``,
+            ``screen_size``, ``frame_stack``, ``repeat_action_probability``,
+            ``full_action_space`` (atari); ``delay``, ``num_cues`` (tmaze);
+            gymnasium ``make`` keywords (gym, minigrid).
+
+    Raises:
+        UnknownEnvironmentError: the prefix or id is not accepted; the message
+            lists the accepted prefixes and ids.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnknownEnvironmentError(f"environment name must be a non-empty string, got {name!r}")
+    if int(num_envs) < 1:
+        raise ValueError(f"make_env: `num_envs` must be >= 1, got {num_envs}")
+    prefix, sep, env_id = name.partition(":")
+    if not sep:
+        prefix, env_id = "gym", name
+    if prefix not in _FAMILIES:
+        raise UnknownEnvironmentError(_unknown_prefix_message(prefix))
+    if prefix == "atari":
+        kwargs["train"] = bool(train)
+    env = _FAMILIES[prefix](env_id, int(num_envs), device, **kwargs)
+    if seed is not None:
+        env.set_seed(int(seed))
+    return env
+
+
+def env_maker(name: str, **kwargs: Any) -> Callable[[], EnvBase]:
+    """A picklable zero-argument constructor, for collectors and batched envs."""
+    return partial(make_env, name, **kwargs)

@@ -1,0 +1,29 @@
+"""The experiment harness shared by all examples (config checks, logging,
+progress, evaluation, exact checkpoints). See :class:`Experiment`."""
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .config import ConfigError, check_config, check_overrides, flatten
+from .entry import run
+from .evaluation import evaluate, first_episode_returns
+from .experiment import HARNESS_CHOICES, HARNESS_CONSTRAINTS, RESUMABLE_KEYS, Experiment, NonFiniteLossError
+from .plotting import plot_learning_curve
+
+__all__ = [
+    "Experiment",
+    "NonFiniteLossError",
+    "ConfigError",
+    "check_config",
+    "check_overrides",
+    "flatten",
+    "run",
+    "evaluate",
+    "first_episode_returns",
+    "plot_learning_curve",
+    "load_checkpoint",
+    "save_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "seed_everything",
+    "HARNESS_CHOICES",
+    "HARNESS_CONSTRAINTS",
+    "RESUMABLE_KEYS",
+]

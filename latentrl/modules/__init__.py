@@ -1,0 +1,1 @@
+"""latentrl.modules (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""latentrl.objectives (see DESIGN.md)."""
