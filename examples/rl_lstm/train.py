@@ -27,7 +27,7 @@ from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from latentrl.envs import make_env
+from latentrl.envs import UnknownEnvironmentError, make_env
 from latentrl.harness import (
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
@@ -69,11 +69,17 @@ def validate(cfg: DictConfig) -> None:
         )
 
 
-def make_agent_env(cfg: DictConfig, num_envs: int, primers) -> TransformedEnv:
-    env = make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
+def make_agent_env(cfg: DictConfig, num_envs: int, primers=()) -> TransformedEnv:
+    try:
+        env = make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
+    except UnknownEnvironmentError as err:
+        raise ConfigError(f"config key 'env.name': {err}") from err
     if "observation" not in env.observation_spec.keys() or env.observation_spec["observation"].ndim != len(env.batch_size) + 1:
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no vector 'observation'; RL-LSTM needs one")
-    return TransformedEnv(env, Compose(InitTracker(), RewardSum(), *[p.clone() for p in primers]))
+    if not isinstance(env, TransformedEnv):
+        env = TransformedEnv(env)
+    env.append_transform(Compose(InitTracker(), RewardSum(), *[p.clone() for p in primers]))
+    return env
 
 
 def train(cfg: DictConfig) -> dict:
@@ -83,7 +89,7 @@ def train(cfg: DictConfig) -> dict:
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build the agent after this
 
     # --- environment and agent --------------------------------------------
-    probe = make_env(cfg.env.name, num_envs=cfg.env.num_envs)
+    probe = make_agent_env(cfg, cfg.env.num_envs)
     actor, critic = make_actor_critic(
         probe.observation_spec["observation"].shape[-1],
         probe.action_spec,

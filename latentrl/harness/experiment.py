@@ -40,7 +40,12 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from tqdm.auto import tqdm
 
-from latentrl.collectors.state import collector_state, load_collector_state
+from latentrl.collectors.state import (
+    collector_state,
+    load_collector_state,
+    load_replay_buffer_state,
+    replay_buffer_state,
+)
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from .config import ConfigError, flatten
@@ -166,13 +171,31 @@ class Experiment:
             self._tracked[name] = obj
 
     # -- state ---------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    @staticmethod
+    def _object_state(obj: Any) -> Any:
         from torchrl.collectors import Collector
+        from torchrl.data import ReplayBuffer
 
-        objects = {
-            name: collector_state(obj) if isinstance(obj, Collector) else obj.state_dict()
-            for name, obj in self._tracked.items()
-        }
+        if isinstance(obj, Collector):
+            return collector_state(obj)
+        if isinstance(obj, ReplayBuffer):
+            return replay_buffer_state(obj)
+        return obj.state_dict()
+
+    @staticmethod
+    def _load_object_state(obj: Any, state: Any) -> None:
+        from torchrl.collectors import Collector
+        from torchrl.data import ReplayBuffer
+
+        if isinstance(obj, Collector):
+            load_collector_state(obj, state)
+        elif isinstance(obj, ReplayBuffer):
+            load_replay_buffer_state(obj, state)
+        else:
+            obj.load_state_dict(state)
+
+    def _state(self) -> dict[str, Any]:
+        objects = {name: self._object_state(obj) for name, obj in self._tracked.items()}
         return {
             "config": flatten(self.cfg),
             "run_dir": str(self.run_dir),
@@ -187,18 +210,22 @@ class Experiment:
         """Writes a checkpoint under ``<run_dir>/checkpoints/``."""
         return save_checkpoint(self.run_dir / "checkpoints" / name, self._state())
 
-    def _restore(self, payload: dict[str, Any]) -> None:
-        from torchrl.collectors import Collector
+    def restore(self) -> bool:
+        """Loads the checkpoint named by ``checkpoint.resume`` into the tracked
+        objects, counters, history and RNGs. ``iterate`` calls it before the
+        first batch; returns False when there is nothing to resume."""
+        if self._resume_payload is None:
+            return False
+        payload, self._resume_payload = self._resume_payload, None
+        self._restore(payload)
+        return True
 
+    def _restore(self, payload: dict[str, Any]) -> None:
         missing = sorted(set(self._tracked) - set(payload["objects"]))
         if missing:
             raise KeyError(f"checkpoint has no state for {missing}; it holds {sorted(payload['objects'])}")
         for name, obj in self._tracked.items():
-            state = payload["objects"][name]
-            if isinstance(obj, Collector):
-                load_collector_state(obj, state)
-            else:
-                obj.load_state_dict(state)
+            self._load_object_state(obj, payload["objects"][name])
         self.counters.update(payload["counters"])
         self.history = defaultdict(list, {k: [tuple(p) for p in v] for k, v in payload["history"].items()})
         self.last_score = payload["last_score"]
@@ -217,9 +244,7 @@ class Experiment:
     def iterate(self, collector, score_key=("next", "episode_reward"), done_key=("next", "done")) -> Iterator[TensorDictBase]:
         """Yields the collector's batches; between batches it evaluates,
         checkpoints and stops at ``checkpoint.stop_at_frames``."""
-        if self._resume_payload is not None:
-            self._restore(self._resume_payload)
-            self._resume_payload = None
+        self.restore()
         cfg = self.cfg
         if self.counters["frames"] == 0:
             self.counters["next_eval"] = cfg.eval.interval_frames or 0

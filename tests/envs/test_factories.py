@@ -1,0 +1,113 @@
+"""make_env: specs and rollouts for every family, and its errors."""
+import pytest
+import torch
+from torchrl.envs.utils import check_env_specs
+
+from latentrl.envs import PREFIXES, UnknownEnvironmentError, accepted_ids, make_env
+
+
+def _rollout(env, n=5):
+    check_env_specs(env)
+    return env.rollout(n, break_when_any_done=False)
+
+
+def test_gym_single_and_vector():
+    single = make_env("CartPole-v1", seed=0)
+    assert single.batch_size == ()
+    assert _rollout(single)["next", "observation"].shape == (5, 4)
+    vec = make_env("CartPole-v1", num_envs=3, seed=0)
+    assert vec.batch_size == (3,)
+    assert _rollout(vec)["next", "observation"].shape == (3, 5, 4)
+
+
+def test_vector_env_truncates_and_resets_in_place():
+    env = make_env("CartPole-v1", num_envs=2, seed=0, max_episode_steps=4)
+    r = env.rollout(9, break_when_any_done=False)
+    truncated = r["next", "truncated"].squeeze(-1)
+    # every 4th step is a truncation (unless the pole fell first), never a termination+truncation mix-up
+    assert truncated.any()
+    assert not (truncated & r["next", "terminated"].squeeze(-1)).any()
+
+
+def test_dmc_proprio():
+    env = make_env("dmc:cartpole-swingup", seed=0)
+    spec = env.observation_spec["observation"]
+    assert spec.shape == (5,) and spec.dtype == torch.float32  # position (3) + velocity (2), cast from float64
+    r = _rollout(env)
+    assert r["next", "observation"].shape == (5, 5)
+    assert env.action_spec.shape == (1,)
+
+
+def test_dmc_pixels_render_at_requested_size():
+    env = make_env("dmc:cartpole-swingup", pixels=True, image_size=64, seed=0)
+    r = env.rollout(3)
+    assert r["next", "pixels"].shape == (3, 3, 64, 64)
+    assert r["next", "pixels"].dtype == torch.float32
+    assert 0 <= r["next", "pixels"].min() and r["next", "pixels"].max() <= 1
+    assert r["next", "pixels"].std() > 0  # an actual image, not a blank buffer
+
+
+def test_atari_pong_impala_preprocessing():
+    env = make_env("atari:Pong", seed=0)
+    assert env.observation_spec["pixels"].shape == (4, 84, 84)
+    r = env.rollout(6)
+    assert r["next", "pixels"].shape == (6, 4, 84, 84)
+    assert ("next", "end-of-life") in r.keys(True)  # life-loss flag, training only
+    assert r["next", "reward"].abs().max() <= 1
+    # frames stack: the newest frame of step t becomes the one before it at t+1
+    assert torch.equal(r["next", "pixels"][:-1, 1:], r["next", "pixels"][1:, :-1])
+    evaluation = make_env("atari:Pong", seed=0, train=False)
+    assert ("next", "end-of-life") not in evaluation.rollout(2).keys(True)
+
+
+def test_atari_game_name_is_case_insensitive():
+    assert make_env("atari:pong").observation_spec["pixels"].shape == (4, 84, 84)
+
+
+def test_minigrid_memory():
+    env = make_env("minigrid:MiniGrid-MemoryS7-v0", seed=0)
+    r = _rollout(env, 4)
+    assert r["next", "observation"].shape == (4, 7, 7, 3)
+    assert r["next", "observation"].dtype == torch.uint8
+    assert env.action_spec.shape == (7,)
+
+
+def test_pomdp_ids():
+    assert make_env("pomdp:masked-cartpole", num_envs=2).observation_spec["observation"].shape == (2, 2)
+    env = make_env("pomdp:tmaze", num_envs=4, delay=3, num_cues=3)
+    assert env.observation_spec["observation"].shape == (4, 5)
+    _rollout(env)
+
+
+@pytest.mark.parametrize(
+    "name, listed",
+    [
+        ("foo:bar", ["gym:", "dmc:", "atari:", "minigrid:", "pomdp:"]),
+        ("CartPol-v1", ["CartPole-v1", "Accepted gym ids", "Accepted prefixes"]),
+        ("pomdp:tmase", ["pomdp:tmaze?", "masked-cartpole, tmaze"]),
+        ("dmc:cartpole-swingupp", ["dmc:cartpole-swingup", "cheetah-run"]),
+        ("atari:Pongg", ["atari:Pong", "Breakout"]),
+        ("minigrid:MiniGrid-Memory-v0", ["MiniGrid-MemoryS7-v0"]),
+    ],
+)
+def test_unknown_name_lists_prefixes_and_ids(name, listed):
+    with pytest.raises(UnknownEnvironmentError) as err:
+        make_env(name)
+    for text in listed:
+        assert text in str(err.value)
+
+
+def test_accepted_ids_and_prefixes():
+    assert set(PREFIXES) == {"gym", "dmc", "atari", "minigrid", "pomdp"}
+    assert "CartPole-v1" in accepted_ids("gym")
+    assert not any(i.startswith(("ALE/", "MiniGrid")) for i in accepted_ids("gym"))
+    assert "Pong" in accepted_ids("atari")
+    with pytest.raises(UnknownEnvironmentError, match="Accepted prefixes"):
+        accepted_ids("nope")
+
+
+def test_bad_family_argument_is_named():
+    with pytest.raises(TypeError, match="delay"):
+        make_env("pomdp:masked-cartpole", delay=3)
+    with pytest.raises(ValueError, match="num_envs"):
+        make_env("CartPole-v1", num_envs=0)

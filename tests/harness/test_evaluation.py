@@ -1,0 +1,37 @@
+import torch
+from tensordict.nn import TensorDictModule
+
+from latentrl.envs import TMazeEnv
+from latentrl.harness import evaluate, first_episode_returns, plot_learning_curve
+
+
+def test_first_episode_returns_hand_computed():
+    # two envs, 5 steps: env 0 ends at t=2 then a new episode; env 1 never ends
+    reward = torch.tensor([[1.0, 2.0, 3.0, 100.0, 100.0], [1.0, 1.0, 1.0, 1.0, 1.0]]).unsqueeze(-1)
+    done = torch.tensor([[0, 0, 1, 0, 1], [0, 0, 0, 0, 0]], dtype=torch.bool).unsqueeze(-1)
+    returns, finished = first_episode_returns(reward, done, time_dim=1)
+    assert returns.tolist() == [6.0, 5.0]
+    assert finished.tolist() == [True, False]
+
+
+def test_evaluate_constant_answer_on_tmaze_matches_cues():
+    env = TMazeEnv(delay=2, batch_size=[50])
+    policy = TensorDictModule(
+        lambda obs: torch.nn.functional.one_hot(torch.zeros(obs.shape[:-1], dtype=torch.long), 2),
+        in_keys=["observation"],
+        out_keys=["action"],
+    )
+    torch.manual_seed(0)
+    before = torch.rand(())
+    out = evaluate(env, policy, max_steps=10, seed=11)
+    expected = (TMazeEnv(delay=2, batch_size=[50], seed=11).reset()["observation"][:, 0]).mean().item()
+    assert abs(out["return"] - expected) < 1e-6
+    assert out["episodes"] == 50 and out["finished"] == 1.0
+    torch.manual_seed(0)
+    assert torch.rand(()) == before  # evaluating does not consume the training RNG
+
+
+def test_learning_curve_png(tmp_path):
+    path = plot_learning_curve({"eval/return": [(0, 1.0), (10, 3.0)]}, tmp_path / "c.png")
+    assert path.stat().st_size > 1000
+    assert plot_learning_curve({}, tmp_path / "none.png") is None
