@@ -1,0 +1,28 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_example(name: str):
+    """Imports examples/<name>/train.py as a module."""
+    path = ROOT / "examples" / name / "train.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def example_config(name: str, overrides: dict):
+    cfg = OmegaConf.load(ROOT / "examples" / name / "config.yaml")
+    return OmegaConf.merge(cfg, OmegaConf.create(overrides))
+
+
+@pytest.fixture(scope="module")
+def rl_lstm():
+    return load_example("rl_lstm")

@@ -1,0 +1,151 @@
+"""The RL-LSTM example end to end: CLI, config errors, exact resume, NaN stop."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from conftest import ROOT, example_config
+
+from latentrl.harness import ConfigError, NonFiniteLossError, load_checkpoint
+
+SMALL = {
+    "env": {"num_envs": 4},
+    "collector": {"frames_per_batch": 256, "total_frames": 1536},
+    "ppo": {"minibatches": 2, "epochs": 2},
+    "eval": {"interval_frames": 512, "episodes": 2, "max_steps": 60},
+    "checkpoint": {"interval_frames": 512},
+    "logger": {"progress_bar": False},
+}
+
+
+def _cfg(tmp_path, name="run", **over):
+    """The example's config at a small size, writing to tmp_path/name."""
+    return OmegaConf.merge(example_config("rl_lstm", SMALL), OmegaConf.create({"run_dir": str(tmp_path / name), **over}))
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "rl_lstm" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        cwd=ROOT,
+    )
+
+
+def test_cli_runs_end_to_end(tmp_path):
+    run_dir = tmp_path / "cli"
+    out = _cli(
+        "env.num_envs=8",
+        "collector.frames_per_batch=512",
+        "collector.total_frames=2048",
+        "eval.episodes=2",
+        "eval.max_steps=100",
+        "eval.interval_frames=1024",
+        f"run_dir={run_dir}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "frames" in out.stderr and "score=" in out.stderr  # the progress bar
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+    assert (run_dir / "logs" / "scalars" / "eval" / "return.csv").read_text().count("\n") == 2
+    payload = load_checkpoint(run_dir)  # weights_only
+    assert payload["counters"]["frames"] == 2048
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("ppo.lrr=0.1", ["unknown config key 'ppo.lrr'", "Did you mean 'ppo.lr'", "Accepted keys under 'ppo'"]),
+        ("logger.backend=tensorbord", ["'logger.backend'", "accepted values: 'csv', 'tensorboard', 'wandb'"]),
+    ],
+)
+def test_cli_config_errors_exit_before_training(override, expected):
+    out = _cli(override)
+    assert out.returncode == 2
+    for text in expected:
+        assert text in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        ({"model": {"policy": "gru"}}, "'model.policy' has value 'gru'; accepted values: 'lstm', 'mlp'"),
+        ({"env": {"name": "pomdp:tmase"}}, "config key 'env.name': unknown pomdp environment 'tmase'"),
+        ({"ppo": {"minibatches": 3}}, "'ppo.minibatches' (3) must divide 'env.num_envs' (4)"),
+        ({"collector": {"frames_per_batch": 250}}, "must be a multiple of 'env.num_envs'"),
+        ({"ppo": {"epochs": "two"}}, "'ppo.epochs' must be an integer"),
+        ({"eval": {"interval_frames": 0}}, "'eval.interval_frames' has value 0"),
+        ({"env": {"name": "atari:Pong"}}, "no vector 'observation'"),
+    ],
+)
+def test_config_errors_name_key_and_accepted_values(rl_lstm, tmp_path, over, expected):
+    with pytest.raises(ConfigError) as err:
+        rl_lstm.train(_cfg(tmp_path, **over))
+    assert expected in str(err.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing written
+
+
+def _scalars(run_dir):
+    root = run_dir / "logs" / "scalars"
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.csv"))}
+
+
+def test_resume_logs_the_same_numbers_as_an_uninterrupted_run(rl_lstm, tmp_path):
+    full = rl_lstm.train(_cfg(tmp_path, "full"))
+    stopped = rl_lstm.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 768}))
+    assert stopped["stopped_early"] and stopped["frames"] == 768
+    torch.manual_seed(999)  # whatever happened in between
+    resumed = rl_lstm.train(_cfg(tmp_path, "other", checkpoint={"resume": str(tmp_path / "split")}))
+    assert resumed["run_dir"] == str(tmp_path / "split")
+    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
+    assert set(a) == set(b) and "train/loss_critic.csv" in a and "eval/return.csv" in a
+    for name in a:
+        assert a[name] == b[name], name
+    assert full["final_eval_return"] == resumed["final_eval_return"]
+    wa = load_checkpoint(tmp_path / "full")["objects"]["actor"]
+    wb = load_checkpoint(tmp_path / "split")["objects"]["actor"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_a_changed_config(rl_lstm, tmp_path):
+    rl_lstm.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 512}))
+    with pytest.raises(ConfigError, match="ppo.lr: checkpoint 0.002, now 0.1"):
+        rl_lstm.train(_cfg(tmp_path, ppo={"lr": 0.1}, checkpoint={"resume": str(tmp_path / "split")}))
+
+
+def test_feedforward_policy_and_tensorboard_switch(rl_lstm, tmp_path):
+    summary = rl_lstm.train(_cfg(tmp_path, model={"policy": "mlp"}, logger={"backend": "tensorboard"}))
+    assert summary["frames"] == 1536
+    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents*"))
+    assert "actor_h" not in load_checkpoint(tmp_path / "run")["objects"]["collector"]["carrier"]
+
+
+def test_tmaze_runs_through_the_same_agent(rl_lstm, tmp_path):
+    summary = rl_lstm.train(_cfg(tmp_path, env={"name": "pomdp:tmaze"}))
+    assert summary["final_eval_return"] is not None and 0.0 <= summary["final_eval_return"] <= 1.0
+
+
+def test_nonfinite_loss_stops_with_step_and_term(rl_lstm, tmp_path, monkeypatch):
+    from torchrl.objectives import ClipPPOLoss
+
+    original = ClipPPOLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, td):
+        out = original(self, td)
+        calls["n"] += 1
+        if calls["n"] > 4:  # second iteration (2 epochs x 2 minibatches per iteration)
+            out.set("loss_critic", out["loss_critic"] * float("nan"))
+        return out
+
+    monkeypatch.setattr(ClipPPOLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError) as err:
+        rl_lstm.train(_cfg(tmp_path))
+    assert "frame 512" in str(err.value) and "loss_critic = nan" in str(err.value)
+    saved = load_checkpoint(err.value.checkpoint)
+    assert saved["counters"]["frames"] == 512
+    assert all(torch.isfinite(v).all() for v in saved["objects"]["critic"].values())
