@@ -1,0 +1,20 @@
+"""Benchmarks stay runnable (numbers are measured by running them, not here)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_env_throughput_benchmark_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "env_throughput.py"), "--num-envs", "2", "--batches", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    assert set(result["ratio_to_baseline"]) == {"baseline_single_env", "torchrl_async", "latentrl_sync"}
+    assert result["ratio_to_baseline"]["baseline_single_env"] == 1.0
