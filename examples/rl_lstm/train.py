@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector
-from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
+from torchrl.envs import Compose, InitTracker, ObservationNorm, RewardSum, TransformedEnv
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
@@ -51,6 +51,8 @@ CONSTRAINTS = {
     "ppo.gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "ppo.lmbda": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "ppo.lr": (lambda v: v > 0, "a positive number"),
+    "ppo.reward_scale": (lambda v: v > 0, "a positive number"),
+    "ppo.lr_end_fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "device": (lambda v: v == "cpu" or str(v).startswith("cuda"), "'cpu', 'cuda' or 'cuda:N'"),
 }
 
@@ -78,6 +80,15 @@ def make_agent_env(cfg: DictConfig, num_envs: int, primers=()) -> TransformedEnv
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no vector 'observation'; RL-LSTM needs one")
     if not isinstance(env, TransformedEnv):
         env = TransformedEnv(env)
+    if cfg.env.obs_scale is not None:
+        dim = env.observation_spec["observation"].shape[-1]
+        if len(cfg.env.obs_scale) != dim:
+            raise ConfigError(
+                f"config key 'env.obs_scale' has {len(cfg.env.obs_scale)} entries; {cfg.env.name!r} observations "
+                f"have {dim} (or set it to null)"
+            )
+        scale = torch.tensor(list(cfg.env.obs_scale), dtype=torch.float32)
+        env.append_transform(ObservationNorm(loc=torch.zeros_like(scale), scale=scale, in_keys=["observation"]))
     env.append_transform(Compose(InitTracker(), RewardSum(), *[p.clone() for p in primers]))
     return env
 
@@ -118,7 +129,6 @@ def train(cfg: DictConfig) -> dict:
         gamma=cfg.ppo.gamma,
         lmbda=cfg.ppo.lmbda,
         value_network=critic,
-        average_gae=True,
         shifted=False,
         deactivate_vmap=True,  # LSTMs are not vmap-compatible
     )
@@ -128,12 +138,13 @@ def train(cfg: DictConfig) -> dict:
         clip_epsilon=cfg.ppo.clip_epsilon,
         entropy_coeff=cfg.ppo.entropy_coef,
         critic_coeff=cfg.ppo.critic_coef,
-        normalize_advantage=False,
+        loss_critic_type="l2",
+        normalize_advantage=cfg.ppo.normalize_advantage,
     )
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=cfg.ppo.lr, eps=1e-5)
     num_iterations = -(-total_frames // cfg.collector.frames_per_batch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: max(0.0, 1.0 - it / num_iterations) if cfg.ppo.anneal_lr else 1.0
+        optimizer, lambda it: max(cfg.ppo.lr_end_fraction, 1.0 - it / num_iterations) if cfg.ppo.anneal_lr else 1.0
     )
 
     # --- harness: evaluation and everything a checkpoint must hold ------------
@@ -143,10 +154,12 @@ def train(cfg: DictConfig) -> dict:
     envs_per_minibatch = cfg.env.num_envs // cfg.ppo.minibatches
     for batch in exp.iterate(collector):
         # batch: [num_envs, T], time last; the LSTMs run over T and reset at is_init
+        batch.set(("next", "reward"), batch.get(("next", "reward")) * cfg.ppo.reward_scale)
         with set_recurrent_mode(True):
-            with torch.no_grad():
-                advantage(batch)
-            for _ in range(cfg.ppo.epochs):
+            for epoch in range(cfg.ppo.epochs):
+                if epoch == 0 or cfg.ppo.gae_every_epoch:
+                    with torch.no_grad():
+                        advantage(batch)
                 for envs in torch.randperm(cfg.env.num_envs).split(envs_per_minibatch):
                     losses = loss_module(batch[envs])
                     exp.check_finite(losses)

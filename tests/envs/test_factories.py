@@ -111,3 +111,16 @@ def test_bad_family_argument_is_named():
         make_env("pomdp:masked-cartpole", delay=3)
     with pytest.raises(ValueError, match="num_envs"):
         make_env("CartPole-v1", num_envs=0)
+
+
+def test_atari_life_loss_flags_end_of_life_without_ending_the_game():
+    env = make_env("atari:Breakout", seed=0)
+    torch.manual_seed(0)
+    r = env.rollout(400, break_when_any_done=False)
+    eol = r["next", "end-of-life"].squeeze(-1)
+    done = r["next", "done"].squeeze(-1)
+    lives = r["next", "lives"]
+    assert eol.any(), "random play loses a life within 400 agent steps"
+    first = int(eol.nonzero()[0])
+    assert not done[first]  # the game goes on: only losses registered on end-of-life treat it as terminal
+    assert lives[first] < r["lives"][first]

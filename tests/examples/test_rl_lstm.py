@@ -80,6 +80,7 @@ def test_cli_config_errors_exit_before_training(override, expected):
         ({"ppo": {"epochs": "two"}}, "'ppo.epochs' must be an integer"),
         ({"eval": {"interval_frames": 0}}, "'eval.interval_frames' has value 0"),
         ({"env": {"name": "atari:Pong"}}, "no vector 'observation'"),
+        ({"env": {"name": "pomdp:tmaze"}}, "'env.obs_scale' has 2 entries; 'pomdp:tmaze' observations have 4"),
     ],
 )
 def test_config_errors_name_key_and_accepted_values(rl_lstm, tmp_path, over, expected):
@@ -125,7 +126,7 @@ def test_feedforward_policy_and_tensorboard_switch(rl_lstm, tmp_path):
 
 
 def test_tmaze_runs_through_the_same_agent(rl_lstm, tmp_path):
-    summary = rl_lstm.train(_cfg(tmp_path, env={"name": "pomdp:tmaze"}))
+    summary = rl_lstm.train(_cfg(tmp_path, env={"name": "pomdp:tmaze", "obs_scale": None}))
     assert summary["final_eval_return"] is not None and 0.0 <= summary["final_eval_return"] <= 1.0
 
 
