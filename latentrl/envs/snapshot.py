@@ -102,13 +102,10 @@ def _decode(current: Any, encoded: Any) -> Any:
             _restore_object(current, encoded["__env__"])
             return current
         if "__seq__" in encoded:
-            items = [
-                _decode(cur, enc)
-                for cur, enc in zip(
-                    current if isinstance(current, (list, tuple)) and len(current) == len(encoded["items"]) else [None] * len(encoded["items"]),
-                    encoded["items"],
-                )
-            ]
+            n = len(encoded["items"])
+            if not (isinstance(current, (list, tuple)) and len(current) == n):
+                current = [None] * n  # no live objects to restore into: plain values only
+            items = [_decode(cur, enc) for cur, enc in zip(current, encoded["items"])]
             return tuple(items) if encoded["__seq__"] == "tuple" else items
     return encoded
 

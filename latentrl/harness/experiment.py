@@ -105,6 +105,7 @@ class Experiment:
         self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self.counters = {"frames": 0, "iterations": 0, "next_eval": 0, "next_checkpoint": 0}
         self.last_score: float | None = None
+        self.stopped_early = False  # set when iterate() stops at checkpoint.stop_at_frames
         self._resume_payload: dict | None = None
 
         torch.set_num_threads(int(cfg.threads))
@@ -266,8 +267,10 @@ class Experiment:
                 yield batch
                 self._end_of_iteration()
                 stop_at = cfg.checkpoint.stop_at_frames
-                if stop_at is not None and self.counters["frames"] >= stop_at:
+                finished = self.total_frames is not None and self.counters["frames"] >= self.total_frames
+                if stop_at is not None and self.counters["frames"] >= stop_at and not finished:
                     self.save()
+                    self.stopped_early = True
                     break
         finally:
             self._pbar.close()
@@ -339,24 +342,20 @@ class Experiment:
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation, checkpoint, learning-curve PNG and ``summary.json``."""
-        stopped_early = (
-            self.cfg.checkpoint.stop_at_frames is not None and self.counters["frames"] >= self.cfg.checkpoint.stop_at_frames
-            and self.total_frames is not None and self.counters["frames"] < self.total_frames
-        )
-        if not stopped_early:
-            if self.evaluator is not None and (
-                not self.history.get("eval/return") or self.history["eval/return"][-1][0] != self.counters["frames"]
-            ):
+        evals = self.history.get("eval/return", [])
+        if not self.stopped_early:
+            if self.evaluator is not None and (not evals or evals[-1][0] != self.counters["frames"]):
                 self.run_evaluation()
+                evals = self.history["eval/return"]
             self.save()
         png = plot_learning_curve(self.history, self.run_dir / "learning_curve.png", title=str(self.cfg.get("name", "")))
         summary = {
             "frames": self.counters["frames"],
             "iterations": self.counters["iterations"],
-            "final_eval_return": self.history["eval/return"][-1][1] if self.history.get("eval/return") else None,
-            "best_eval_return": max(v for _, v in self.history["eval/return"]) if self.history.get("eval/return") else None,
+            "final_eval_return": evals[-1][1] if evals else None,
+            "best_eval_return": max(v for _, v in evals) if evals else None,
             "last_train_return": self.last_score,
-            "stopped_early": stopped_early,
+            "stopped_early": self.stopped_early,
             "run_dir": str(self.run_dir),
             "learning_curve": str(png) if png else None,
         }

@@ -112,6 +112,11 @@ def test_resume_logs_the_same_numbers_as_an_uninterrupted_run(rl_lstm, tmp_path)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_stop_at_or_after_the_end_is_a_complete_run(rl_lstm, tmp_path):
+    summary = rl_lstm.train(_cfg(tmp_path, checkpoint={"stop_at_frames": 1536}))
+    assert not summary["stopped_early"] and summary["final_eval_return"] is not None
+
+
 def test_resume_refuses_a_changed_config(rl_lstm, tmp_path):
     rl_lstm.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 512}))
     with pytest.raises(ConfigError, match="ppo.lr: checkpoint 0.002, now 0.1"):
