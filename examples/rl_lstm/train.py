@@ -100,19 +100,18 @@ def train(cfg: DictConfig) -> dict:
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build the agent after this
 
     # --- environment and agent --------------------------------------------
-    probe = make_agent_env(cfg, cfg.env.num_envs)
+    env = make_agent_env(cfg, cfg.env.num_envs)
     actor, critic = make_actor_critic(
-        probe.observation_spec["observation"].shape[-1],
-        probe.action_spec,
+        env.observation_spec["observation"].shape[-1],
+        env.action_spec,
         hidden_size=cfg.model.hidden_size,
         head_units=list(cfg.model.head_units),
         recurrent=cfg.model.policy == "lstm",
     )
-    probe.close()
     actor, critic = actor.to(device), critic.to(device)
-    primers = recurrent_primers(actor, critic)
-
-    env = make_agent_env(cfg, cfg.env.num_envs, primers)
+    primers = recurrent_primers(actor, critic)  # the LSTM states, carried by the env
+    for primer in primers:
+        env.append_transform(primer.clone())
     env.set_seed(cfg.seed)
     eval_env = make_agent_env(cfg, cfg.eval.episodes, primers)
 
