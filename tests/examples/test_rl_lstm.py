@@ -119,7 +119,7 @@ def test_stop_at_or_after_the_end_is_a_complete_run(rl_lstm, tmp_path):
 
 def test_resume_refuses_a_changed_config(rl_lstm, tmp_path):
     rl_lstm.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 512}))
-    with pytest.raises(ConfigError, match="ppo.lr: checkpoint 0.002, now 0.1"):
+    with pytest.raises(ConfigError, match="ppo.lr: checkpoint 0.001, now 0.1"):
         rl_lstm.train(_cfg(tmp_path, ppo={"lr": 0.1}, checkpoint={"resume": str(tmp_path / "split")}))
 
 
