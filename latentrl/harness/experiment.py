@@ -88,7 +88,8 @@ class Experiment:
         evaluator: called at every ``eval.interval_frames`` and at the end;
             returns a dict of metrics logged under ``eval/``. May be set
             later as ``exp.evaluator``.
-        total_frames: length of the run, for the progress bar.
+        total_frames: length of the run (progress bar; a `stop_at_frames` at or
+            past it is a complete run, not an early stop).
     """
 
     def __init__(
