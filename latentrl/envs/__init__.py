@@ -5,7 +5,6 @@ from .factories import (
     PREFIXES,
     UnknownEnvironmentError,
     accepted_ids,
-    env_maker,
     make_env,
 )
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
@@ -13,7 +12,6 @@ from .transforms import MaxPoolFrameSkip
 
 __all__ = [
     "make_env",
-    "env_maker",
     "accepted_ids",
     "UnknownEnvironmentError",
     "PREFIXES",

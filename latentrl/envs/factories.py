@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-from functools import partial
 from typing import Any, Callable
 
 import torch
@@ -364,8 +363,3 @@ def make_env(
     if seed is not None:
         env.set_seed(int(seed))
     return env
-
-
-def env_maker(name: str, **kwargs: Any) -> Callable[[], EnvBase]:
-    """A picklable zero-argument constructor, for collectors and batched envs."""
-    return partial(make_env, name, **kwargs)

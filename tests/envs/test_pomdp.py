@@ -44,7 +44,7 @@ def _play(env, policy, episodes):
     td = env.reset()
     n = env.batch_size[0]
     memory = torch.zeros(n, dtype=torch.long)
-    returns, done_count = torch.zeros(n), torch.zeros(n, dtype=torch.long)
+    returns = torch.zeros(n)
     total, finished = 0.0, 0
     while finished < episodes * n:
         answer, memory = policy(td["observation"], memory)

@@ -1,6 +1,5 @@
 """MaxPoolFrameSkip against hand-computed frames (see tests/fakes.py)."""
 import pytest
-import torch
 from torchrl.envs import SerialEnv, TransformedEnv
 
 from fakes import FlickerEnv
