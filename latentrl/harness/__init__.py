@@ -4,11 +4,19 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everyt
 from .config import ConfigError, check_config, check_overrides, flatten
 from .entry import run
 from .evaluation import evaluate, first_episode_returns
-from .experiment import HARNESS_CHOICES, HARNESS_CONSTRAINTS, RESUMABLE_KEYS, Experiment, NonFiniteLossError
+from .experiment import (
+    HARNESS_CHOICES,
+    HARNESS_CONSTRAINTS,
+    RESUMABLE_KEYS,
+    Experiment,
+    NonFiniteLossError,
+    default_run_dir,
+)
 from .plotting import plot_learning_curve
 
 __all__ = [
     "Experiment",
+    "default_run_dir",
     "NonFiniteLossError",
     "ConfigError",
     "check_config",

@@ -51,7 +51,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everyt
 from .config import ConfigError, flatten
 from .plotting import plot_learning_curve
 
-__all__ = ["Experiment", "NonFiniteLossError", "HARNESS_CHOICES", "HARNESS_CONSTRAINTS", "RESUMABLE_KEYS"]
+__all__ = ["Experiment", "NonFiniteLossError", "default_run_dir", "HARNESS_CHOICES", "HARNESS_CONSTRAINTS", "RESUMABLE_KEYS"]
 
 HARNESS_CHOICES = {"logger.backend": ("csv", "tensorboard", "wandb")}
 
@@ -69,6 +69,16 @@ HARNESS_CONSTRAINTS = {
 
 #: keys that may differ between a checkpoint's config and the resumed run
 RESUMABLE_KEYS = ("checkpoint.resume", "checkpoint.stop_at_frames", "logger.progress_bar", "run_dir")
+
+
+def default_run_dir() -> Path:
+    """Hydra's output dir when running under Hydra, else ``runs/<timestamp>``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -116,21 +126,13 @@ class Experiment:
             self._check_resume_config(self._resume_payload["config"])
             self.run_dir = Path(self._resume_payload["run_dir"])
         else:
-            self.run_dir = Path(cfg.run_dir) if cfg.run_dir else self._default_run_dir()
+            self.run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(int(cfg.seed))
         self.logger = self._make_logger()
         self._pbar = None
 
     # -- setup ---------------------------------------------------------------
-    def _default_run_dir(self) -> Path:
-        try:
-            from hydra.core.hydra_config import HydraConfig
-
-            return Path(HydraConfig.get().runtime.output_dir)
-        except (ImportError, ValueError):
-            return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-
     def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
         now = flatten(self.cfg)
         changed = sorted(

@@ -12,6 +12,8 @@ def plot_learning_curve(
     path: str | Path,
     keys: Sequence[str] = ("train/episode_return", "eval/return"),
     title: str = "",
+    xlabel: str = "environment frames",
+    ylabel: str = "return",
 ) -> Path | None:
     """Plots ``keys`` of ``history`` (name -> [(frames, value)]) against frames."""
     import matplotlib
@@ -26,8 +28,8 @@ def plot_learning_curve(
     for key in present:
         steps, values = zip(*history[key])
         ax.plot(steps, values, label=key, marker="o" if key.startswith("eval") else None, markersize=3)
-    ax.set_xlabel("environment frames")
-    ax.set_ylabel("return")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
