@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_example(name: str):
-    """Imports examples/<name>/train.py as a module."""
-    path = ROOT / "examples" / name / "train.py"
-    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+def load_example(name: str, script: str = "train.py"):
+    """Imports examples/<name>/<script> as a module."""
+    path = ROOT / "examples" / name / script
+    spec = importlib.util.spec_from_file_location(f"example_{name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -26,3 +26,8 @@ def example_config(name: str, overrides: dict):
 @pytest.fixture(scope="module")
 def rl_lstm():
     return load_example("rl_lstm")
+
+
+@pytest.fixture(scope="module")
+def categorical_vae():
+    return load_example("gumbel", "categorical_vae.py")
