@@ -90,3 +90,23 @@ def test_cli_end_to_end(tmp_path):
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "Did you mean 'train.steps'" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def full_table(categorical_vae, tmp_path_factory):
+    """The default run: 4 estimators x 3 seeds x 3000 steps (about 3 minutes)."""
+    cfg = example_config("gumbel", {"run_dir": str(tmp_path_factory.mktemp("vae_full"))})
+    results = categorical_vae.main(cfg)["negative_elbo"]
+    return {name: sum(v.values()) / len(v) for name, v in results.items()}
+
+
+@pytest.mark.slow
+def test_ordering_relaxed_and_straight_through_beat_reinforce(full_table):
+    best_gumbel = max(full_table["gumbel_softmax"], full_table["st_gumbel_softmax"])
+    assert best_gumbel < full_table["straight_through"] < full_table["reinforce"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: ST Gumbel-softmax 20.21 vs Gumbel-softmax 20.45 (within one std)")
+def test_ordering_gumbel_softmax_best(full_table):
+    assert full_table["gumbel_softmax"] < full_table["st_gumbel_softmax"]
