@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchrl.record.loggers import get_logger
 
 from latentrl.harness import HARNESS_CHOICES, check_config, default_run_dir, plot_learning_curve, run, seed_everything
 from latentrl.modules.distributions import GumbelSoftmax, StraightThroughOneHotCategorical, independent
@@ -163,8 +164,6 @@ def main(cfg: DictConfig) -> dict:
     torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    from torchrl.record.loggers import get_logger
-
     logger = get_logger(cfg.logger.backend, logger_name=str(run_dir), experiment_name="logs")
     data = load_binarized_digits(cfg.seed)
     results: dict[str, dict[int, float]] = {}
