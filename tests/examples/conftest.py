@@ -18,8 +18,8 @@ def load_example(name: str, script: str = "train.py"):
     return module
 
 
-def example_config(name: str, overrides: dict):
-    cfg = OmegaConf.load(ROOT / "examples" / name / "config.yaml")
+def example_config(name: str, overrides: dict, config_name: str = "config"):
+    cfg = OmegaConf.load(ROOT / "examples" / name / f"{config_name}.yaml")
     return OmegaConf.merge(cfg, OmegaConf.create(overrides))
 
 
@@ -31,3 +31,8 @@ def rl_lstm():
 @pytest.fixture(scope="module")
 def categorical_vae():
     return load_example("gumbel", "categorical_vae.py")
+
+
+@pytest.fixture(scope="module")
+def gumbel_sac():
+    return load_example("gumbel", "sac.py")
