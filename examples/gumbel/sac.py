@@ -27,8 +27,16 @@ from torchrl.envs import RewardSum, TransformedEnv
 from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate
 
-from latentrl.envs import UnknownEnvironmentError, make_env
-from latentrl.harness import HARNESS_CHOICES, HARNESS_CONSTRAINTS, ConfigError, Experiment, check_config, evaluate, run
+from latentrl.harness import (
+    HARNESS_CHOICES,
+    HARNESS_CONSTRAINTS,
+    ConfigError,
+    Experiment,
+    check_config,
+    evaluate,
+    make_env_from_config,
+    run,
+)
 from latentrl.modules.distributions import GumbelSoftmax
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -46,10 +54,7 @@ CONSTRAINTS = {
 
 
 def make_agent_env(cfg: DictConfig, num_envs: int) -> TransformedEnv:
-    try:
-        env = make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
-    except UnknownEnvironmentError as err:
-        raise ConfigError(f"config key 'env.name': {err}") from err
+    env = make_env_from_config(cfg, num_envs)
     if not hasattr(env.action_spec, "space") or not hasattr(env.action_spec.space, "n"):
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no discrete (one-hot) action space")
     return TransformedEnv(env, RewardSum())

@@ -27,7 +27,6 @@ from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from latentrl.envs import UnknownEnvironmentError, make_env
 from latentrl.harness import (
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
@@ -35,6 +34,7 @@ from latentrl.harness import (
     Experiment,
     check_config,
     evaluate,
+    make_env_from_config,
     run,
 )
 from latentrl.modules.recurrent import make_actor_critic, recurrent_primers
@@ -72,10 +72,7 @@ def validate(cfg: DictConfig) -> None:
 
 
 def make_agent_env(cfg: DictConfig, num_envs: int, primers=()) -> TransformedEnv:
-    try:
-        env = make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
-    except UnknownEnvironmentError as err:
-        raise ConfigError(f"config key 'env.name': {err}") from err
+    env = make_env_from_config(cfg, num_envs)
     if "observation" not in env.observation_spec.keys() or env.observation_spec["observation"].ndim != len(env.batch_size) + 1:
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no vector 'observation'; RL-LSTM needs one")
     if not isinstance(env, TransformedEnv):

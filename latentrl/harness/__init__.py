@@ -1,7 +1,7 @@
 """The experiment harness shared by all examples (config checks, logging,
 progress, evaluation, exact checkpoints). See :class:`Experiment`."""
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from .config import ConfigError, check_config, check_overrides, flatten
+from .config import ConfigError, check_config, check_overrides, flatten, make_env_from_config
 from .entry import run
 from .evaluation import evaluate, first_episode_returns
 from .experiment import (
@@ -22,6 +22,7 @@ __all__ = [
     "check_config",
     "check_overrides",
     "flatten",
+    "make_env_from_config",
     "run",
     "evaluate",
     "first_episode_returns",

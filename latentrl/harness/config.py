@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-__all__ = ["ConfigError", "flatten", "check_overrides", "check_config"]
+__all__ = ["ConfigError", "flatten", "check_overrides", "check_config", "make_env_from_config"]
 
 Constraint = tuple[Callable[[Any], bool], str]
 
@@ -122,3 +122,15 @@ def check_config(
         value = flat.get(key)
         if not predicate(value):
             raise ConfigError(f"config key '{key}' has value {value!r}; it must be {description}")
+
+
+def make_env_from_config(cfg: DictConfig, num_envs: int):
+    """``make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)``; an
+    unknown name is a :class:`ConfigError` naming ``env.name`` (its message
+    lists the accepted prefixes and ids)."""
+    from latentrl.envs import UnknownEnvironmentError, make_env
+
+    try:
+        return make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
+    except UnknownEnvironmentError as err:
+        raise ConfigError(f"config key 'env.name': {err}") from err

@@ -64,3 +64,12 @@ def test_constraint_message():
 def test_added_key_is_rejected():
     with pytest.raises(ConfigError, match="unknown config key 'ppo.extra'"):
         _check(ppo={"extra": 1})
+
+
+def test_make_env_from_config_names_the_key():
+    from latentrl.harness import make_env_from_config
+
+    env = make_env_from_config(OmegaConf.create({"env": {"name": "pomdp:tmaze"}, "device": "cpu"}), 3)
+    assert env.batch_size == (3,)
+    with pytest.raises(ConfigError, match=r"(?s)config key 'env.name': unknown gym environment 'CartPol-v1'.*CartPole-v1"):
+        make_env_from_config(OmegaConf.create({"env": {"name": "CartPol-v1"}, "device": "cpu"}), 1)
