@@ -4,11 +4,15 @@ SAC (Haarnoja et al. 2018) needs reparameterized actions: the actor loss
 ``alpha log pi(a|s) - Q(s, a)`` is differentiated through ``a``. With a
 Gumbel-softmax actor (Jang et al. 2016) the action is a (straight-through)
 relaxed one-hot vector, so the critic takes the action as a vector, exactly
-as for continuous actions, and TorchRL's ``SACLoss`` applies unchanged with
-latentrl's :class:`~latentrl.modules.distributions.GumbelSoftmax` as the
-actor's distribution. ``loss.name=discrete_sac`` trains TorchRL's
-``DiscreteSACLoss`` (Christodoulou 2019: exact expectation over actions, one
-Q-value per action) on the same budget for comparison.
+as for continuous actions. The loss is latentrl's
+:class:`~latentrl.objectives.gumbel_sac.GumbelSACLoss`: TorchRL's ``SACLoss``
+with the exact categorical entropy in the actor and temperature losses
+(TorchRL's single-sample ``log pi(a|s)`` has no entropy gradient for one-hot
+actions, ``UPSTREAM.md`` #7), and latentrl's
+:class:`~latentrl.modules.distributions.GumbelSoftmax` as the actor's
+distribution. ``loss.name=discrete_sac`` trains TorchRL's ``DiscreteSACLoss``
+(Christodoulou 2019: exact expectation over actions, one Q-value per action)
+on the same budget for comparison.
 
     python examples/gumbel/sac.py
     python examples/gumbel/sac.py loss.name=discrete_sac
@@ -25,7 +29,7 @@ from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.envs import RewardSum, TransformedEnv
 from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor, ValueOperator
-from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate
+from torchrl.objectives import DiscreteSACLoss, SoftUpdate
 
 from latentrl.harness import (
     HARNESS_CHOICES,
@@ -38,6 +42,7 @@ from latentrl.harness import (
     run,
 )
 from latentrl.modules.distributions import GumbelSoftmax
+from latentrl.objectives.gumbel_sac import GumbelSACLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CONFIG_NAME = "sac"
@@ -78,7 +83,7 @@ def make_agent(cfg: DictConfig, env) -> tuple[ProbabilisticActor, TensorDictModu
             return_log_prob=True,
         )
         critic = ValueOperator(MLP(in_features=obs_dim + n_actions, out_features=1, num_cells=hidden), ["observation", "action"])
-        loss = SACLoss(
+        loss = GumbelSACLoss(
             actor,
             critic,
             num_qvalue_nets=2,
