@@ -18,3 +18,17 @@ def test_env_throughput_benchmark_prints_json():
     result = json.loads(out.stdout[out.stdout.index("{") :])
     assert set(result["ratio_to_baseline"]) == {"baseline_single_env", "torchrl_async", "latentrl_sync"}
     assert result["ratio_to_baseline"]["baseline_single_env"] == 1.0
+
+
+def test_vtrace_speed_benchmark_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vtrace_speed.py"), "--batch", "4", "--time", "9", "--repeats", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    cpu = result["results"]["cpu"]
+    assert cpu["max_abs_diff"]["value_target"] < 1e-5 and cpu["max_abs_diff"]["advantage"] < 1e-5
+    assert cpu["ratio_ours_over_torchrl"] > 0

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["reinforce_surrogate"]
+__all__ = ["reinforce_surrogate", "vtrace"]
 
 
 def reinforce_surrogate(
@@ -29,3 +30,172 @@ def reinforce_surrogate(
         baseline: ``b``, broadcastable to ``log_prob``.
     """
     return (loss - baseline).detach() * log_prob
+
+
+def vtrace(
+    log_rhos: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    state_value: torch.Tensor,
+    next_state_value: torch.Tensor,
+    reward: torch.Tensor,
+    done: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    gamma: float | torch.Tensor,
+    rho_bar: float | torch.Tensor = 1.0,
+    c_bar: float | torch.Tensor = 1.0,
+    pg_rho_bar: float | torch.Tensor | None = None,
+    time_dim: int = -2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, IMPALA).
+
+    With the truncated importance weights of the target policy ``pi`` over the
+    behaviour policy ``mu`` that acted,
+
+        rho_s = min(rho_bar, pi(a_s|x_s) / mu(a_s|x_s)),
+        c_s   = min(c_bar,   pi(a_s|x_s) / mu(a_s|x_s)),
+        delta_s = rho_s (r_s + gamma_s V(x_{s+1}) - V(x_s)),
+
+    the n-step V-trace target (eq. 1) is
+    ``v_s = V(x_s) + sum_{t>=s} gamma^{t-s} (prod_{i=s}^{t-1} c_i) delta_t``,
+    computed by its recursion (Remark 1)
+
+        v_s - V(x_s) = delta_s + gamma_s c_s (v_{s+1} - V(x_{s+1})),
+
+    and the policy-gradient advantage (Sec. 4.2) is
+
+        A_s = min(pg_rho_bar, pi/mu) (r_s + gamma_s v_{s+1} - V(x_s)).
+
+    ``rho_bar`` sets the fixed point (the value of the policy
+    ``pi_rho_bar(a|x) ∝ min(rho_bar mu(a|x), pi(a|x))``), ``c_bar`` only the
+    speed of the contraction (Theorem 1); ``pg_rho_bar`` clips the
+    policy-gradient weights separately, as rlax's ``clip_pg_rho_threshold``
+    does (the paper uses ``rho_bar`` for both: ``pg_rho_bar=None``).
+
+    Episode ends inside the batch: the recursion never crosses a ``done``
+    step. At ``terminated`` there is no bootstrap (``gamma_s = 0`` in
+    ``delta_s`` and in ``A_s``); at a truncation (``done`` but not
+    ``terminated``) ``delta_s`` and ``A_s`` bootstrap from
+    ``next_state_value[s]``. ``v_{s+1}`` in ``A_s`` is replaced by
+    ``V(x_{s+1})`` at ``done`` steps and at the last step.
+
+    The recursion is evaluated as a parallel (Hillis-Steele) scan of the
+    affine maps ``u -> delta_s + gamma_s c_s u``: ``ceil(log2 T)`` sweeps of
+    elementwise products and sums over the whole ``[*B, T]`` tensor instead
+    of a Python loop over ``T``. There is no division and no cumulative
+    product to invert, so long unrolls and ``c_s = 0`` are exact (products
+    of discounts can only underflow towards 0, which is their true value to
+    float precision).
+
+    The function is differentiable like any torch expression; V-trace
+    outputs are *targets*: the caller detaches them (or the inputs), e.g.
+    runs it under ``torch.no_grad()`` as :class:`latentrl.objectives.value.VTrace`
+    does unless ``differentiable=True``.
+
+    Args:
+        log_rhos: ``log pi(a_s|x_s) - log mu(a_s|x_s)`` (target minus
+            behaviour), or the pair ``(target_log_prob, behaviour_log_prob)``:
+            ``log pi`` of the learner's current policy and ``log mu`` of the
+            actor that collected the data, both at the actions taken.
+        state_value: ``V(x_s)``.
+        next_state_value: ``V(x_{s+1})`` (the true next state, also after a
+            reset inside the batch).
+        reward: ``r_s``.
+        done: the episode ended at step ``s`` (terminated or truncated).
+        terminated: the episode ended at step ``s`` in a terminal state.
+        gamma: the discount, a scalar or a tensor broadcastable to ``reward``
+            (e.g. ``gamma ** steps_to_next_obs``).
+        rho_bar: ``rho_bar`` (paper: 1.0).
+        c_bar: ``c_bar`` (paper: 1.0).
+        pg_rho_bar: clip of the policy-gradient weights; ``None`` uses ``rho_bar``.
+        time_dim: the time dimension. All tensors share one shape
+            ``[*B, T, *F]`` (TorchRL: ``[*B, T, 1]``, ``time_dim=-2``).
+
+    Returns:
+        ``(vs, pg_advantages)``, both shaped like ``state_value``. (TorchRL's
+        ``vtrace_advantage_estimate`` returns ``(advantage, value_target)``.)
+    """
+    disc_terminated, disc_done, rhos = _vtrace_inputs(
+        log_rhos, state_value, next_state_value, reward, done, terminated, gamma
+    )
+    if pg_rho_bar is None:
+        pg_rho_bar = rho_bar
+    deltas = torch.clamp(rhos, max=rho_bar) * (reward + disc_terminated * next_state_value - state_value)
+    decay = disc_done * torch.clamp(rhos, max=c_bar)
+    # time last: slices along it are contiguous-ish and the scan is written for dim -1
+    vs_minus_v = _reverse_affine_scan(deltas.movedim(time_dim, -1), decay.movedim(time_dim, -1))
+    vs = vs_minus_v.movedim(-1, time_dim) + state_value
+    adv = _pg_advantages(vs, rhos, state_value, next_state_value, reward, done, disc_terminated, pg_rho_bar, time_dim)
+    return vs, adv
+
+
+def _vtrace_inputs(log_rhos, state_value, next_state_value, reward, done, terminated, gamma):
+    if isinstance(log_rhos, (tuple, list)):
+        target_log_prob, behaviour_log_prob = log_rhos
+        log_rhos = target_log_prob - behaviour_log_prob
+    shapes = {
+        "log_rhos": log_rhos.shape,
+        "state_value": state_value.shape,
+        "next_state_value": next_state_value.shape,
+        "reward": reward.shape,
+        "done": done.shape,
+        "terminated": terminated.shape,
+    }
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"vtrace: all inputs must share one shape [*B, T, *F], got {shapes}")
+    not_terminated = (~terminated.bool()).to(reward.dtype)
+    not_done = (~done.bool()).to(reward.dtype)
+    return gamma * not_terminated, gamma * not_done, log_rhos.exp()
+
+
+def _pg_advantages(vs, rhos, state_value, next_state_value, reward, done, disc_terminated, pg_rho_bar, time_dim):
+    t = vs.shape[time_dim]
+    vs_next = torch.cat([vs.narrow(time_dim, 1, t - 1), next_state_value.narrow(time_dim, t - 1, 1)], time_dim)
+    # across an episode boundary v_{s+1} belongs to the next episode: bootstrap from V(x_{s+1})
+    vs_next = torch.where(done.bool(), next_state_value, vs_next)
+    return torch.clamp(rhos, max=pg_rho_bar) * (reward + disc_terminated * vs_next - state_value)
+
+
+def _reverse_affine_scan(deltas: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+    """``u_s = deltas_s + decay_s u_{s+1}``, ``u_T = 0``, along the last dim, by doubling.
+
+    After the sweep with stride ``k`` each ``(deltas_s, decay_s)`` is the
+    composition of the affine maps ``s .. s+2k-1``: ``deltas_s`` is their
+    value at ``u = 0`` and ``decay_s`` the product of their slopes (entries
+    past ``T`` are the constant map 0, hence the zero padding).
+    Out of place, so that autograd works if the caller wants it.
+    """
+    t, k = deltas.shape[-1], 1
+    while k < t:
+        deltas = deltas + F.pad(decay[..., :-k] * deltas[..., k:], (0, k))
+        if 2 * k < t:  # the slopes are not read after the last sweep
+            decay = decay * F.pad(decay[..., k:], (0, k))
+        k *= 2
+    return deltas
+
+
+def _vtrace_reference(
+    log_rhos, state_value, next_state_value, reward, done, terminated, *, gamma, rho_bar=1.0, c_bar=1.0,
+    pg_rho_bar=None, time_dim=-2,
+):
+    """:func:`vtrace` as a plain loop over time, step by step (the independent check in the tests)."""
+    if isinstance(log_rhos, (tuple, list)):
+        log_rhos = log_rhos[0] - log_rhos[1]
+    pg_rho_bar = rho_bar if pg_rho_bar is None else pg_rho_bar
+    gamma = torch.as_tensor(gamma, dtype=reward.dtype, device=reward.device).expand_as(reward)
+    log_rhos, v, v_next, r, gamma, done, terminated = (
+        x.movedim(time_dim, 0) for x in (log_rhos, state_value, next_state_value, reward, gamma, done, terminated)
+    )
+    n = v.shape[0]
+    vs, adv = torch.empty_like(v), torch.empty_like(v)
+    vs_minus_v_next = torch.zeros_like(v[0])  # v_{s+1} - V(x_{s+1}); 0 past the unroll
+    for s in reversed(range(n)):
+        rho = log_rhos[s].exp()
+        bootstrap = torch.where(terminated[s].bool(), 0.0, gamma[s])
+        cut = torch.where(done[s].bool(), 0.0, gamma[s])
+        delta = torch.clamp(rho, max=rho_bar) * (r[s] + bootstrap * v_next[s] - v[s])
+        vs_minus_v = delta + cut * torch.clamp(rho, max=c_bar) * vs_minus_v_next
+        vs[s] = v[s] + vs_minus_v
+        q_next = v_next[s] if s == n - 1 else torch.where(done[s].bool(), v_next[s], vs[s + 1])
+        adv[s] = torch.clamp(rho, max=pg_rho_bar) * (r[s] + bootstrap * q_next - v[s])
+        vs_minus_v_next = vs_minus_v
+    return vs.movedim(0, time_dim), adv.movedim(0, time_dim)
