@@ -32,3 +32,22 @@ def test_vtrace_speed_benchmark_prints_json():
     cpu = result["results"]["cpu"]
     assert cpu["max_abs_diff"]["value_target"] < 1e-5 and cpu["max_abs_diff"]["advantage"] < 1e-5
     assert cpu["ratio_ours_over_torchrl"] > 0
+
+
+def test_actor_learner_throughput_benchmark_prints_json():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "actor_learner_throughput.py"),
+            "--frames", "320", "--learner-ms", "5", "--num-envs", "2", "--unroll-length", "5", "--batch-size", "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    assert set(result["ratio_to_baseline"]) == {"baseline_single_collector", "actor_learner"}
+    assert result["ratio_to_baseline"]["baseline_single_collector"] == 1.0
+    assert result["frames_per_s"]["actor_learner"] > 0
+    assert sum(result["actor_learner_lag_histogram"].values()) >= 320

@@ -6,12 +6,14 @@ from .factories import (
     UnknownEnvironmentError,
     accepted_ids,
     make_env,
+    make_scored_env,
 )
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
 from .transforms import MaxPoolFrameSkip
 
 __all__ = [
     "make_env",
+    "make_scored_env",
     "accepted_ids",
     "UnknownEnvironmentError",
     "PREFIXES",

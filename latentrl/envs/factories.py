@@ -58,6 +58,7 @@ from .transforms import MaxPoolFrameSkip
 
 __all__ = [
     "make_env",
+    "make_scored_env",
     "UnknownEnvironmentError",
     "PREFIXES",
     "POMDP_IDS",
@@ -363,3 +364,14 @@ def make_env(
     if seed is not None:
         env.set_seed(int(seed))
     return env
+
+
+def make_scored_env(name: str, num_envs: int = 1, seed: int | None = None, train: bool = True, **options) -> EnvBase:
+    """``make_env`` plus TorchRL's ``RewardSum`` (``("next", "episode_reward")``).
+
+    A module-level function, so ``functools.partial(make_scored_env, ...)``
+    pickles into actor processes (multiprocess and Ray collectors).
+    """
+    from torchrl.envs import RewardSum, TransformedEnv
+
+    return TransformedEnv(make_env(name, num_envs=num_envs, seed=seed, train=train, **options), RewardSum())

@@ -128,9 +128,11 @@ def env_state(env: EnvBase) -> dict:
         SnapshotUnsupported: the simulator's state cannot be captured.
     """
     base = _base_env(env)
-    if hasattr(base, "snapshot_state"):
+    # look the attributes up on the class and the instance dict: TorchRL's batched envs forward
+    # unknown attributes to their workers, and recurse forever when the workers are not started
+    if getattr(type(base), "snapshot_state", None) is not None:
         return {"kind": "native", "state": base.snapshot_state()}
-    gym_env = getattr(base, "_env", None)
+    gym_env = vars(base).get("_env")
     if gym_env is not None and _is_gym_env(gym_env):
         return {"kind": "gymnasium", "state": _snapshot_object(gym_env, type(gym_env).__name__)}
     raise SnapshotUnsupported(f"no snapshot for {type(base).__name__}")

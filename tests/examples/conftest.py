@@ -36,3 +36,8 @@ def categorical_vae():
 @pytest.fixture(scope="module")
 def gumbel_sac():
     return load_example("gumbel", "sac.py")
+
+
+@pytest.fixture(scope="module")
+def impala():
+    return load_example("impala")
