@@ -24,7 +24,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
-from torchrl.envs import RewardSum, TransformedEnv
 from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor
 
 from latentrl.collectors.actor_learner import BACKENDS, ActorLearner
@@ -151,7 +150,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     device = torch.device(cfg.device)
     exp = Experiment(cfg, total_frames=cfg.learner.total_frames)  # seeds everything: build after this
 
-    probe = TransformedEnv(make_env_from_config(cfg, 1), RewardSum())  # ConfigError on an unknown env.name
+    probe = make_env_from_config(cfg, 1)  # specs only; a ConfigError names an unknown env.name
     actor, critic, popart = make_agent(cfg, probe)
     probe.close()
     actor, critic = actor.to(device), critic.to(device)
