@@ -9,6 +9,7 @@ The policy lag of every frame is measured and logged.
     python examples/impala/train.py                          # CartPole-v1, 2 actors
     python examples/impala/train.py loss.correction=none     # an ablation of the paper
     python examples/impala/train.py --config-name atari      # Atari, Table G1 hyperparameters
+    python examples/impala/train.py --config-name popart_multitask loss.popart=true   # CartPole x1, x100, x10^4
 
 Everything reusable comes from the package: ``make_env`` (envs),
 ``ActorLearner`` (collectors), ``IMPALALoss`` and ``PopArt``, and the
@@ -27,7 +28,7 @@ from torch import nn
 from torchrl.modules import MLP, OneHotCategorical, ProbabilisticActor
 
 from latentrl.collectors.actor_learner import BACKENDS, ActorLearner
-from latentrl.envs import make_scored_env
+from latentrl.envs import make_multitask_env, make_scored_env
 from latentrl.harness import (
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
@@ -52,6 +53,10 @@ CHOICES = {
 CONSTRAINTS = {
     **HARNESS_CONSTRAINTS,
     "env.envs_per_actor": (lambda v: v >= 1, "an integer >= 1"),
+    "env.reward_scales": (
+        lambda v: v is None or (len(v) >= 1 and all(isinstance(s, (int, float)) and s > 0 for s in v)),
+        "null (one task) or a list of positive reward scales, one per task",
+    ),
     "actors.num_actors": (lambda v: v >= 1, "an integer >= 1"),
     "actors.unroll_length": (lambda v: v >= 1, "an integer >= 1"),
     "actors.sync_interval": (lambda v: v >= 1, "an integer >= 1"),
@@ -84,39 +89,69 @@ class ShallowCNN(nn.Module):
         return out.reshape(*batch, -1)
 
 
+def num_tasks(cfg: DictConfig) -> int:
+    return len(cfg.env.reward_scales) if cfg.env.get("reward_scales") else 1
+
+
+def make_actor_env_fn(cfg: DictConfig, train: bool = True, num_envs: int | None = None):
+    """Picklable factory of one actor's batched env (or of the evaluation env).
+
+    With ``env.reward_scales`` the batch is split into tasks: task ``k`` has
+    its rewards multiplied by ``reward_scales[k]`` (training only) and every
+    step carries ``"task_id"`` (:func:`~latentrl.envs.make_multitask_env`).
+    """
+    num_envs = cfg.env.envs_per_actor if num_envs is None else num_envs
+    seed = cfg.seed if train else None
+    if num_tasks(cfg) == 1:
+        return functools.partial(make_scored_env, cfg.env.name, num_envs, seed, train)
+    per_task = num_envs // num_tasks(cfg) if train else num_envs
+    return functools.partial(make_multitask_env, cfg.env.name, list(cfg.env.reward_scales), per_task, seed, train)
+
+
 def make_agent(cfg: DictConfig, env) -> tuple[ProbabilisticActor, TensorDictModule, PopArt | None]:
-    """Actor and critic (and the critic's PopArt head) for ``model.torso``."""
+    """Actor and critic (and the critic's PopArt head, when ``loss.popart``) for ``model.torso``.
+
+    With several tasks (``env.reward_scales``) the critic has one value head
+    per task, selected by ``"task_id"``; the policy is shared (the tasks
+    differ only in their reward scale). The head is a :class:`PopArt` layer
+    in both cases: without ``loss.popart`` its statistics are never updated
+    (``mu = 0``, ``sigma = 1``), so it is a plain multi-head linear layer and
+    the two runs differ only in the normalization.
+    """
     if not hasattr(env.action_spec, "space") or not hasattr(env.action_spec.space, "n"):
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no discrete (one-hot) action space")
     n_actions = env.action_spec.space.n
     obs_key = "observation" if "observation" in env.observation_spec.keys() else "pixels"
     shape = env.observation_spec[obs_key].shape[len(env.batch_size) :]
     hidden = list(cfg.model.hidden)
-    popart = PopArt(hidden[-1] if cfg.model.torso == "mlp" else 256, beta=cfg.loss.popart_beta) if cfg.loss.popart else None
+    tasks = num_tasks(cfg)
+    head = PopArt(hidden[-1] if cfg.model.torso == "mlp" else 256, num_tasks=tasks, beta=cfg.loss.popart_beta)
+    head_keys = ["critic_features", "task_id"] if tasks > 1 else ["critic_features"]
+    popart = head if cfg.loss.popart else None
     if cfg.model.torso == "mlp":
         if len(shape) != 1:
             raise ConfigError(f"config key 'model.torso': 'mlp' needs vector observations; {cfg.env.name!r} gives {tuple(shape)} (use 'cnn')")
         policy_net = MLP(in_features=shape[0], out_features=n_actions, num_cells=hidden, activation_class=nn.Tanh)
         actor_logits = TensorDictModule(policy_net, [obs_key], ["logits"])
-        if popart is None:
+        if popart is None and tasks == 1:
             critic = TensorDictModule(MLP(in_features=shape[0], out_features=1, num_cells=hidden, activation_class=nn.Tanh), [obs_key], ["state_value"])
         else:
             torso = MLP(in_features=shape[0], out_features=hidden[-1], num_cells=hidden[:-1], activation_class=nn.Tanh, activate_last_layer=True)
             critic = TensorDictSequential(
                 TensorDictModule(torso, [obs_key], ["critic_features"]),
-                TensorDictModule(popart, ["critic_features"], ["normalized_value", "state_value"]),
+                TensorDictModule(head, head_keys, ["normalized_value", "state_value"]),
             )
     else:
         if len(shape) != 3:
             raise ConfigError(f"config key 'model.torso': 'cnn' needs image observations; {cfg.env.name!r} gives {tuple(shape)}")
-        torso = TensorDictModule(ShallowCNN(shape[0], shape[-1]), [obs_key], ["features"])
-        actor_logits = TensorDictSequential(torso, TensorDictModule(nn.Linear(256, n_actions), ["features"], ["logits"]))
-        head = (
-            TensorDictModule(popart, ["features"], ["normalized_value", "state_value"])
-            if popart is not None
-            else TensorDictModule(nn.Linear(256, 1), ["features"], ["state_value"])
+        torso = TensorDictModule(ShallowCNN(shape[0], shape[-1]), [obs_key], ["critic_features"])
+        actor_logits = TensorDictSequential(torso, TensorDictModule(nn.Linear(256, n_actions), ["critic_features"], ["logits"]))
+        value = (
+            TensorDictModule(head, head_keys, ["normalized_value", "state_value"])
+            if popart is not None or tasks > 1
+            else TensorDictModule(nn.Linear(256, 1), ["critic_features"], ["state_value"])
         )
-        critic = TensorDictSequential(torso, head)  # the torso is shared with the actor
+        critic = TensorDictSequential(torso, value)  # the torso is shared with the actor
     actor = ProbabilisticActor(
         actor_logits,
         in_keys=["logits"],
@@ -147,6 +182,11 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     check_config(cfg, OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml"), CHOICES, CONSTRAINTS)
     if cfg.actors.backend == "sync" and cfg.actors.num_actors != 1:
         raise ConfigError("config key 'actors.num_actors' must be 1 with 'actors.backend' = 'sync'")
+    if cfg.env.envs_per_actor % num_tasks(cfg):
+        raise ConfigError(
+            f"config key 'env.envs_per_actor' ({cfg.env.envs_per_actor}) must be a multiple of the number of "
+            f"tasks in 'env.reward_scales' ({num_tasks(cfg)})"
+        )
     device = torch.device(cfg.device)
     exp = Experiment(cfg, total_frames=cfg.learner.total_frames)  # seeds everything: build after this
 
@@ -172,10 +212,10 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / num_updates) if cfg.optim.anneal_lr else 1.0
     )
-    eval_env = make_scored_env(cfg.env.name, cfg.eval.episodes, train=False)
+    eval_env = make_actor_env_fn(cfg, train=False, num_envs=cfg.eval.episodes)()  # episodes per task
 
     actor_learner = ActorLearner(
-        functools.partial(make_scored_env, cfg.env.name, cfg.env.envs_per_actor, cfg.seed),
+        make_actor_env_fn(cfg),
         actor,
         unroll_length=cfg.actors.unroll_length,
         batch_size=cfg.learner.batch_size,
@@ -185,7 +225,8 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
         envs_per_actor=cfg.env.envs_per_actor,
         sync_interval=cfg.actors.sync_interval,
     )
-    exp.evaluator = lambda: evaluate(eval_env, actor, max_steps=cfg.eval.max_steps, seed=cfg.seed + 10_000)
+    group = "task_id" if num_tasks(cfg) > 1 else None  # per-task returns, on each task's own (unscaled) reward
+    exp.evaluator = lambda: evaluate(eval_env, actor, max_steps=cfg.eval.max_steps, seed=cfg.seed + 10_000, group_key=group)
     # Asynchronous actors cannot be replayed exactly; a resume restores the learner and its counters.
     tracked = {"loss_module": loss_module, "optimizer": optimizer, "scheduler": scheduler}
     if cfg.actors.backend == "sync":
@@ -221,13 +262,12 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
                     "train/policy_lag_max": lag.max(),
                 }
             )
-        log_lag_histogram(exp, actor_learner.lag_histogram(), run_dir)
-        summary = exp.finish()
+        lags = actor_learner.lag_histogram()
+        log_lag_histogram(exp, lags, run_dir)
+        summary = exp.finish(extra={"policy_lag_mean": actor_learner.mean_lag(), "policy_lag_histogram": {str(k): v for k, v in lags.items()}})
     finally:
         actor_learner.shutdown()
         eval_env.close()
-    summary["policy_lag_mean"] = actor_learner.mean_lag()
-    summary["policy_lag_histogram"] = actor_learner.lag_histogram()
     return summary
 
 

@@ -6,14 +6,20 @@ from .factories import (
     UnknownEnvironmentError,
     accepted_ids,
     make_env,
+    make_recurrent_env,
     make_scored_env,
 )
+from .multitask import TaskRewardScale, make_multitask_env
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
-from .transforms import MaxPoolFrameSkip
+from .previous import PreviousActionReward
+from .transforms import MaxPoolFrameSkip, PerEnvConstant
 
 __all__ = [
     "make_env",
     "make_scored_env",
+    "make_multitask_env",
+    "make_recurrent_env",
+    "TaskRewardScale",
     "accepted_ids",
     "UnknownEnvironmentError",
     "PREFIXES",
@@ -23,4 +29,6 @@ __all__ = [
     "TMazeEnv",
     "CARTPOLE_POSITION_INDICES",
     "MaxPoolFrameSkip",
+    "PerEnvConstant",
+    "PreviousActionReward",
 ]

@@ -59,6 +59,7 @@ from .transforms import MaxPoolFrameSkip
 __all__ = [
     "make_env",
     "make_scored_env",
+    "make_recurrent_env",
     "UnknownEnvironmentError",
     "PREFIXES",
     "POMDP_IDS",
@@ -375,3 +376,44 @@ def make_scored_env(name: str, num_envs: int = 1, seed: int | None = None, train
     from torchrl.envs import RewardSum, TransformedEnv
 
     return TransformedEnv(make_env(name, num_envs=num_envs, seed=seed, train=train, **options), RewardSum())
+
+
+def make_recurrent_env(
+    name: str,
+    num_envs: int = 1,
+    seed: int | None = None,
+    train: bool = True,
+    epsilons=None,
+    primer=None,
+    **options,
+) -> EnvBase:
+    """An env for recurrent value-based actors (R2D2): ``make_env`` plus
+
+    * :class:`~latentrl.envs.previous.PreviousActionReward` (``"prev_action"``,
+      ``"prev_reward"``, read by the Q-network's LSTM),
+    * TorchRL's ``InitTracker`` (``"is_init"``, where the LSTM state restarts),
+    * ``epsilons``: one exploration rate per env under ``"epsilon"``
+      (:class:`~latentrl.envs.transforms.PerEnvConstant`; Ape-X actors),
+    * ``primer``: the network's ``make_tensordict_primer()`` (the recurrent
+      state the collector carries and stores),
+    * TorchRL's ``RewardSum`` (``("next", "episode_reward")``).
+
+    Module-level, so ``functools.partial(make_recurrent_env, ...)`` pickles into
+    collector worker processes. ``num_envs`` must be > 1 when ``epsilons`` is given.
+    """
+    from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
+
+    from .previous import PreviousActionReward
+    from .transforms import PerEnvConstant
+
+    env = make_env(name, num_envs=num_envs, seed=seed, train=train, **options)
+    transforms = [PreviousActionReward(), InitTracker()]
+    if epsilons is not None:
+        epsilons = torch.as_tensor(epsilons, dtype=torch.float32).reshape(-1)
+        if epsilons.numel() != num_envs or num_envs < 2:
+            raise ValueError(f"make_recurrent_env: `epsilons` needs one rate per env and num_envs >= 2; got {epsilons.numel()} rates for num_envs={num_envs}")
+        transforms.append(PerEnvConstant("epsilon", epsilons))
+    if primer is not None:
+        transforms.append(primer.clone() if hasattr(primer, "clone") else primer)
+    transforms.append(RewardSum())
+    return TransformedEnv(env, Compose(*transforms))

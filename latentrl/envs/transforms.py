@@ -10,7 +10,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs.transforms import Transform
 
-__all__ = ["MaxPoolFrameSkip"]
+__all__ = ["MaxPoolFrameSkip", "PerEnvConstant"]
 
 
 class MaxPoolFrameSkip(Transform):
@@ -63,3 +63,54 @@ class MaxPoolFrameSkip(Transform):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         raise RuntimeError("MaxPoolFrameSkip can only be used when appended to a TransformedEnv.")
+
+
+class PerEnvConstant(Transform):
+    """Writes a fixed value per batch element under ``key`` at every reset and step.
+
+    For quantities that belong to an env of a batch and never change: the
+    task index of a multi-task batch (:class:`~latentrl.envs.multitask.TaskRewardScale`),
+    or the exploration epsilon of each Ape-X actor (R2D2). The values become
+    an observation entry, so collectors and replay buffers keep them next to
+    the step they belong to.
+
+    Args:
+        key: the entry to write.
+        values: one value per batch element (a 1-D tensor of length
+            ``batch_size[0]``, or ``[batch, *shape]``).
+        spec: the entry's spec (default: ``Unbounded`` of the values' shape
+            and dtype; ``Categorical`` is a good choice for integer ids).
+    """
+
+    def __init__(self, key: str, values, spec=None):
+        super().__init__(in_keys=[], out_keys=[key])
+        values = torch.as_tensor(values)
+        if values.ndim < 1 or values.numel() == 0:
+            raise ValueError(f"PerEnvConstant: `values` must hold one value per env (1-D or more), got shape {tuple(values.shape)}")
+        self.key = key
+        self.register_buffer("values", values.clone(), persistent=False)
+        self._spec = spec
+
+    def _check_batch(self, batch_size) -> None:
+        n = self.values.shape[0]
+        if tuple(batch_size) != (n,):
+            raise ValueError(f"{type(self).__name__}: the env batch must be [{n}] (one value per env for {self.key!r}), got {list(batch_size)}")
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        self._check_batch(tensordict_reset.batch_size)
+        tensordict_reset.set(self.key, self.values.to(tensordict_reset.device or "cpu"))
+        return tensordict_reset
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        next_tensordict.set(self.key, self.values.to(next_tensordict.device or "cpu"))
+        return next_tensordict
+
+    def transform_observation_spec(self, observation_spec):
+        from torchrl.data import Unbounded
+
+        self._check_batch(observation_spec.shape)
+        spec = self._spec
+        if spec is None:
+            spec = Unbounded(shape=self.values.shape, dtype=self.values.dtype)
+        observation_spec[self.key] = spec.to(observation_spec.device) if observation_spec.device is not None else spec
+        return observation_spec

@@ -343,8 +343,13 @@ class Experiment:
             path = self.save(f"nonfinite_frame{self.counters['frames']}.pt")
             raise NonFiniteLossError(self.counters["frames"], bad, path)
 
-    def finish(self) -> dict[str, Any]:
-        """Final evaluation, checkpoint, learning-curve PNG and ``summary.json``."""
+    def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Final evaluation, checkpoint, learning-curve PNG and ``summary.json``.
+
+        ``summary.json`` holds the final and best ``eval/return``, every
+        metric of the last evaluation under ``"final_eval"``, and ``extra``
+        (JSON-serializable entries the example adds, e.g. policy-lag statistics).
+        """
         evals = self.history.get("eval/return", [])
         if not self.stopped_early:
             if self.evaluator is not None and (not evals or evals[-1][0] != self.counters["frames"]):
@@ -361,6 +366,10 @@ class Experiment:
             "stopped_early": self.stopped_early,
             "run_dir": str(self.run_dir),
             "learning_curve": str(png) if png else None,
+            "final_eval": {
+                key[len("eval/") :]: values[-1][1] for key, values in self.history.items() if key.startswith("eval/") and values
+            },
+            **dict(extra or {}),
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

@@ -80,3 +80,44 @@ def test_atari_config_runs_with_the_shallow_network(impala, tmp_path):
     assert cfg.optim.lr == 0.0006 and cfg.optim.eps == 0.01 and cfg.optim.max_grad_norm == 40.0  # Table G1
     summary = impala.train(cfg, config_name="atari")
     assert summary["frames"] == 240
+
+
+@pytest.mark.parametrize("popart", [True, False])
+def test_popart_multitask_config_runs_and_reports_each_task(impala, tmp_path, popart):
+    cfg = _cfg(
+        tmp_path,
+        config_name="popart_multitask",
+        env={"envs_per_actor": 6},
+        actors={"backend": "sync", "num_actors": 1},
+        loss={"popart": popart},
+    )
+    assert list(cfg.env.reward_scales) == [1, 100, 10000]
+    summary = impala.train(cfg, config_name="popart_multitask")
+    assert summary["frames"] == 800
+    final = summary["final_eval"]
+    assert {"return_task_id_0", "return_task_id_1", "return_task_id_2"} <= set(final)
+    # evaluation rewards are unscaled: every task's return is a CartPole length (<= max_steps = 50)
+    assert all(0 < final[f"return_task_id_{k}"] <= 50 for k in range(3))
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_eval"] == final
+
+
+def test_popart_multitask_head_is_the_only_difference(impala):
+    from latentrl.envs import make_multitask_env
+
+    env = make_multitask_env("CartPole-v1", [1, 100, 10000], envs_per_task=2)
+    heads = {}
+    for popart in (True, False):
+        cfg = example_config("impala", {"loss": {"popart": popart}}, config_name="popart_multitask")
+        _, critic, head = impala.make_agent(cfg, env)
+        td = critic(env.reset())
+        assert td["state_value"].shape == (6, 1)
+        heads[popart] = head
+    assert heads[True] is not None and heads[True].num_tasks == 3
+    assert heads[False] is None  # the loss gets no PopArt: the 3-head layer keeps mu = 0, sigma = 1
+
+
+def test_reward_scales_must_split_the_actor_envs(impala, tmp_path):
+    with pytest.raises(ConfigError, match="'env.envs_per_actor' \\(4\\) must be a multiple .* \\(3\\)"):
+        impala.train(_cfg(tmp_path, config_name="popart_multitask"), config_name="popart_multitask")
+    with pytest.raises(ConfigError, match="'env.reward_scales'"):
+        impala.train(_cfg(tmp_path, env={"reward_scales": [1, -2]}))

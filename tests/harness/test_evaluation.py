@@ -1,3 +1,4 @@
+import pytest
 import torch
 from tensordict.nn import TensorDictModule
 
@@ -35,3 +36,19 @@ def test_learning_curve_png(tmp_path):
     path = plot_learning_curve({"eval/return": [(0, 1.0), (10, 3.0)]}, tmp_path / "c.png")
     assert path.stat().st_size > 1000
     assert plot_learning_curve({}, tmp_path / "none.png") is None
+
+
+def test_evaluate_reports_each_group():
+    # T-maze: a constant answer scores 1 exactly where the cue matches; group = the env's cue
+    env = TMazeEnv(delay=2, batch_size=[40], seed=5)
+    cues = env.reset()["observation"][:, :2].argmax(-1)  # the cue one-hot leads the observation
+    env.reset = (lambda reset: lambda *a, **k: reset(*a, **k).set("cue", cues))(env.reset)
+    policy = TensorDictModule(
+        lambda obs: torch.nn.functional.one_hot(torch.zeros(obs.shape[:-1], dtype=torch.long), 2),
+        in_keys=["observation"],
+        out_keys=["action"],
+    )
+    out = evaluate(env, policy, max_steps=10, seed=5, group_key="cue")
+    assert out["return_cue_0"] == 1.0 and out["return_cue_1"] == 0.0
+    n0 = int((cues == 0).sum())
+    assert out["return"] == pytest.approx(n0 / 40)

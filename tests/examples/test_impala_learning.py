@@ -1,0 +1,53 @@
+"""IMPALA learns (slow): CartPole-v1 with asynchronous actors, and the multi-task PopArt demo.
+
+The actors run in their own processes, so the policy lag (and with it the
+exact run) depends on scheduling; the seed fixes everything else.
+Measured numbers for several seeds are in the README.
+"""
+import pytest
+from conftest import example_config
+from omegaconf import OmegaConf
+
+pytestmark = pytest.mark.slow
+
+
+def _run(impala, tmp_path, config_name, **over):
+    cfg = OmegaConf.merge(
+        example_config("impala", {}, config_name=config_name),
+        OmegaConf.create({"run_dir": str(tmp_path), "logger": {"progress_bar": False}, **over}),
+    )
+    return impala.train(cfg, config_name=config_name)
+
+
+def test_learns_cartpole_within_500k_frames(impala, tmp_path):
+    summary = _run(impala, tmp_path, "config", seed=0)
+    assert summary["frames"] <= 500_000
+    assert summary["final_eval_return"] >= 450, summary
+
+
+@pytest.fixture(scope="module")
+def multitask_runs(impala, tmp_path_factory):
+    """Seed 0 of the multi-task demo, with and without PopArt: final evaluation per task (unscaled, max 500)."""
+    root = tmp_path_factory.mktemp("popart_multitask")
+    return {
+        popart: _run(impala, root / str(popart), "popart_multitask", seed=0, loss={"popart": popart})["final_eval"]
+        for popart in (True, False)
+    }
+
+
+TASKS = [f"return_task_id_{k}" for k in range(3)]  # rewards x1, x100, x10^4
+
+
+def test_popart_multitask_without_popart_is_clearly_worse(multitask_runs):
+    with_popart, without = multitask_runs[True], multitask_runs[False]
+    assert min(without[t] for t in TASKS) < 0.75 * 500, without
+    assert min(with_popart[t] for t in TASKS) > min(without[t] for t in TASKS) + 100, (with_popart, without)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="target not met reliably (README): seed 0 ended 481.6/463.0/461.9 in one run, "
+    "a rerun had a task below 450; seeds 1-2 worst tasks 415.7 and 441.6; 1.5M frames did not help",
+)
+def test_popart_multitask_every_task_reaches_0_9_of_max(multitask_runs):
+    assert all(multitask_runs[True][t] >= 0.9 * 500 for t in TASKS), multitask_runs[True]
