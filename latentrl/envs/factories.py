@@ -399,7 +399,7 @@ def make_recurrent_env(
     * TorchRL's ``RewardSum`` (``("next", "episode_reward")``).
 
     Module-level, so ``functools.partial(make_recurrent_env, ...)`` pickles into
-    collector worker processes. ``num_envs`` must be > 1 when ``epsilons`` is given.
+    collector worker processes.
     """
     from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
 
@@ -410,8 +410,8 @@ def make_recurrent_env(
     transforms = [PreviousActionReward(), InitTracker()]
     if epsilons is not None:
         epsilons = torch.as_tensor(epsilons, dtype=torch.float32).reshape(-1)
-        if epsilons.numel() != num_envs or num_envs < 2:
-            raise ValueError(f"make_recurrent_env: `epsilons` needs one rate per env and num_envs >= 2; got {epsilons.numel()} rates for num_envs={num_envs}")
+        if epsilons.numel() != num_envs:
+            raise ValueError(f"make_recurrent_env: `epsilons` needs one rate per env; got {epsilons.numel()} rates for num_envs={num_envs}")
         transforms.append(PerEnvConstant("epsilon", epsilons))
     if primer is not None:
         transforms.append(primer.clone() if hasattr(primer, "clone") else primer)

@@ -93,16 +93,23 @@ class PerEnvConstant(Transform):
 
     def _check_batch(self, batch_size) -> None:
         n = self.values.shape[0]
-        if tuple(batch_size) != (n,):
-            raise ValueError(f"{type(self).__name__}: the env batch must be [{n}] (one value per env for {self.key!r}), got {list(batch_size)}")
+        if tuple(batch_size) != (n,) and not (n == 1 and tuple(batch_size) == ()):
+            raise ValueError(
+                f"{type(self).__name__}: the env batch must be [{n}] (one value per env for {self.key!r}; "
+                f"an unbatched env takes one value), got {list(batch_size)}"
+            )
+
+    def _values_for(self, td: TensorDictBase) -> torch.Tensor:
+        values = self.values if td.batch_dims else self.values[0]
+        return values.to(td.device or "cpu")
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
         self._check_batch(tensordict_reset.batch_size)
-        tensordict_reset.set(self.key, self.values.to(tensordict_reset.device or "cpu"))
+        tensordict_reset.set(self.key, self._values_for(tensordict_reset))
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        next_tensordict.set(self.key, self.values.to(next_tensordict.device or "cpu"))
+        next_tensordict.set(self.key, self._values_for(next_tensordict))
         return next_tensordict
 
     def transform_observation_spec(self, observation_spec):
@@ -111,6 +118,7 @@ class PerEnvConstant(Transform):
         self._check_batch(observation_spec.shape)
         spec = self._spec
         if spec is None:
-            spec = Unbounded(shape=self.values.shape, dtype=self.values.dtype)
+            shape = self.values.shape if observation_spec.shape else self.values.shape[1:]
+            spec = Unbounded(shape=shape, dtype=self.values.dtype)
         observation_spec[self.key] = spec.to(observation_spec.device) if observation_spec.device is not None else spec
         return observation_spec

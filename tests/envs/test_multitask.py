@@ -42,3 +42,17 @@ def test_bad_arguments_name_the_argument():
         TransformedEnv(make_env("CartPole-v1", num_envs=4), TaskRewardScale(SCALES, envs_per_task=2)).observation_spec
     with pytest.raises(ValueError, match="at least 2 envs"):
         make_multitask_env("CartPole-v1", [1.0], envs_per_task=1)
+
+
+def test_per_env_constant_batched_and_unbatched():
+    from latentrl.envs import PerEnvConstant
+
+    env = TransformedEnv(make_env("CartPole-v1", num_envs=3), PerEnvConstant("epsilon", [0.4, 0.1, 0.0]))
+    check_env_specs(env)
+    td = env.rollout(5, break_when_any_done=False)
+    assert (td["next", "epsilon"] == torch.tensor([0.4, 0.1, 0.0])[:, None]).all()
+    single = TransformedEnv(make_env("CartPole-v1"), PerEnvConstant("epsilon", [0.25]))
+    check_env_specs(single)
+    assert single.rollout(3)["epsilon"].tolist() == [0.25] * 3
+    with pytest.raises(ValueError, match=r"'epsilon'.*got \[3\]"):
+        TransformedEnv(make_env("CartPole-v1", num_envs=3), PerEnvConstant("epsilon", [0.4, 0.1])).observation_spec

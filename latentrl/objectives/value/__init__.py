@@ -2,3 +2,10 @@
 from latentrl.objectives.value.vtrace import VTrace
 
 __all__ = ["VTrace"]
+from latentrl.objectives.value.rescaling import (  # noqa: E402
+    rescaled_n_step_targets,
+    value_rescale,
+    value_rescale_inverse,
+)
+
+__all__ += ["value_rescale", "value_rescale_inverse", "rescaled_n_step_targets"]
