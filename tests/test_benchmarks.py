@@ -51,3 +51,28 @@ def test_actor_learner_throughput_benchmark_prints_json():
     assert result["ratio_to_baseline"]["baseline_single_collector"] == 1.0
     assert result["frames_per_s"]["actor_learner"] > 0
     assert sum(result["actor_learner_lag_histogram"].values()) >= 320
+
+
+def test_r2d2_replay_benchmark_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "r2d2_replay.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    assert result["storage"]["torchrl_stored_steps"] == result["config"]["steps"]
+    assert result["storage"]["latentrl_sequences"] > 0
+    ratios = {
+        "sampling": {"sequences_per_s", "real_steps_per_s", "priority_updates_per_s"},
+        "learner": {"updates_per_s"},
+    }
+    for part, rates in ratios.items():
+        assert set(result[part]) == {"latentrl", "torchrl", "ratio_ours_over_torchrl"}
+        assert set(result[part]["ratio_ours_over_torchrl"]) == rates
+        assert all(r > 0 for r in result[part]["ratio_ours_over_torchrl"].values())
+    assert result["sampling"]["torchrl"]["slices_per_sample"] == result["config"]["batch_size"]
+    for side in ("latentrl", "torchrl"):
+        assert result["learner"][side]["updates_per_s"] > 0
+        assert abs(sum(result["learner"][side]["share"].values()) - 1.0) < 0.01

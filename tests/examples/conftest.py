@@ -41,3 +41,8 @@ def gumbel_sac():
 @pytest.fixture(scope="module")
 def impala():
     return load_example("impala")
+
+
+@pytest.fixture(scope="module")
+def r2d2():
+    return load_example("r2d2")

@@ -1,0 +1,75 @@
+"""Shared by the learning-comparison scripts: train an example's config under named variants and seeds."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name: str, script: str = "train.py"):
+    """Imports ``examples/<name>/<script>`` as a module."""
+    spec = importlib.util.spec_from_file_location(f"{name}_{Path(script).stem}", ROOT / "examples" / name / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_variants(
+    example: str,
+    variants: dict[str, list[str]],
+    seeds: list[int],
+    overrides: list[str] = (),
+    config_name: str = "config",
+    extra=None,
+) -> list[dict]:
+    """Trains ``examples/<example>`` with its ``config_name`` config for every variant and seed.
+
+    ``variants`` maps a name to dotlist overrides. Prints one JSON line per
+    run (final and best evaluation return, wall time, and ``extra(summary)``
+    when given) and returns them.
+    """
+    module = load_example(example)
+    base = OmegaConf.load(ROOT / "examples" / example / f"{config_name}.yaml")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant, variant_overrides in variants.items():
+            for seed in seeds:
+                cfg = OmegaConf.merge(
+                    base,
+                    OmegaConf.from_dotlist(
+                        [f"seed={seed}", f"run_dir={tmp}/{variant}_{seed}", "logger.progress_bar=false"]
+                        + list(variant_overrides)
+                        + list(overrides)
+                    ),
+                )
+                start = time.perf_counter()
+                summary = module.train(cfg, config_name=config_name) if config_name != "config" else module.train(cfg)
+                run = {
+                    "variant": variant,
+                    "seed": seed,
+                    "frames": summary["frames"],
+                    "final_eval_return": round(summary["final_eval_return"], 1),
+                    "best_eval_return": round(summary["best_eval_return"], 1),
+                    "wall_s": round(time.perf_counter() - start, 1),
+                }
+                if extra is not None:
+                    run.update(extra(summary))
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+    return runs
+
+
+def per_variant(runs: list[dict], key: str = "final_eval_return") -> dict[str, dict[str, float]]:
+    """Mean and median of ``key`` over seeds, per variant."""
+    out = {}
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        values = [r[key] for r in runs if r["variant"] == variant]
+        out[variant] = {"mean": round(statistics.fmean(values), 1), "median": round(statistics.median(values), 1)}
+    return out
