@@ -30,7 +30,6 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torchrl.collectors import Collector, MultiSyncCollector
-from torchrl.objectives import HardUpdate
 
 from latentrl.collectors.sequence_replay import SequenceReplayBuffer
 from latentrl.envs import make_recurrent_env
@@ -45,7 +44,7 @@ from latentrl.harness import (
     run,
 )
 from latentrl.modules.q_networks import PerEnvEpsilonGreedy, apex_epsilons, make_recurrent_q_network
-from latentrl.objectives.r2d2 import R2D2Loss, delta_q
+from latentrl.objectives.r2d2 import HardUpdateEvery, R2D2Loss, delta_q
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CHOICES = {
@@ -172,7 +171,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
         net, burn_in=r.burn_in, n_steps=cfg.loss.n_steps, gamma=cfg.loss.gamma,
         rescale_eps=cfg.loss.rescale_eps, priority_eta=r.priority_eta,
     ).to(device)
-    target_update = HardUpdate(loss_module, value_network_update_interval=cfg.loss.target_update_interval)
+    target_update = HardUpdateEvery(loss_module, value_network_update_interval=cfg.loss.target_update_interval)
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=cfg.optim.lr, eps=cfg.optim.eps)
     replay = SequenceReplayBuffer(
         r.capacity, seq_len=r.seq_len, overlap=r.overlap, burn_in=r.burn_in, batch_size=r.batch_size,

@@ -36,12 +36,12 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.modules import set_recurrent_mode
-from torchrl.objectives import LossModule
+from torchrl.objectives import HardUpdate, LossModule
 
 from latentrl.collectors.sequence_replay import sequence_priority
 from latentrl.objectives.value.rescaling import rescaled_n_step_targets
 
-__all__ = ["R2D2Loss", "delta_q"]
+__all__ = ["R2D2Loss", "HardUpdateEvery", "delta_q"]
 
 
 def _state_keys(network) -> list[str]:
@@ -70,7 +70,7 @@ class R2D2Loss(LossModule):
         priority_eta: ``eta`` of the sequence priority. Paper: 0.9.
 
     The target network's parameters are TorchRL target parameters: update
-    them with ``torchrl.objectives.HardUpdate(loss, value_network_update_interval=2500)``
+    them with :class:`HardUpdateEvery` ``(loss, value_network_update_interval=2500)``
     (paper: every 2500 learner steps).
 
     Input keys (``[B, L]``, see ``set_keys``): the network's inputs and
@@ -214,6 +214,23 @@ class R2D2Loss(LossModule):
             },
             batch_size=[],
         )
+
+
+class HardUpdateEvery(HardUpdate):
+    """Copies the online parameters into the target parameters every ``value_network_update_interval`` steps.
+
+    TorchRL 0.14.1's ``HardUpdate`` copies on steps ``k + 1, 2(k + 1), ...``
+    for an interval ``k`` (its counter runs 0..k and copies when it equals
+    ``k``): every 2501 steps for 2500 (``UPSTREAM.md`` #13). This subclass
+    copies on steps ``k, 2k, ...`` (R2D2: every 2500 learner steps,
+    Kapturowski et al. 2019, Table 2), with TorchRL's counter and state dict.
+    """
+
+    def __init__(self, loss_module, *, value_network_update_interval: int = 2500):
+        if int(value_network_update_interval) < 1:
+            raise ValueError(f"HardUpdateEvery: `value_network_update_interval` must be >= 1, got {value_network_update_interval}")
+        super().__init__(loss_module, value_network_update_interval=int(value_network_update_interval) - 1)
+        self.interval = int(value_network_update_interval)
 
 
 @torch.no_grad()

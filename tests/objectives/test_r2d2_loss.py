@@ -219,3 +219,24 @@ def test_delta_q_zero_for_fresh_states_and_positive_for_stale_ones():
     assert fresh["first"] < 1e-10 and fresh["last"] < 1e-10
     zero = delta_q(net, ep, [4, 8], burn_in=0, seq_len=4, stored_state=False)
     assert zero["first"] > 1e-3  # a zero state at t0 is not the state the episode reached
+
+
+def test_target_network_copied_every_interval_steps():
+    from latentrl.objectives.r2d2 import HardUpdateEvery
+
+    net = _net(6)
+    loss_module = R2D2Loss(net, burn_in=0, n_steps=N, gamma=GAMMA, rescale_eps=EPS)
+    updater = HardUpdateEvery(loss_module, value_network_update_interval=3)
+    optim = torch.optim.SGD(loss_module.parameters(), lr=0.1)
+    online = loss_module.value_network_params
+    target = loss_module.target_value_network_params
+    td = _sequences(2, 5, seed=8)
+    snapshots = []
+    for _ in range(6):
+        optim.zero_grad()
+        loss_module(td)["loss"].backward()
+        optim.step()
+        updater.step()
+        snapshots.append(all(torch.equal(a, b) for a, b in zip(online.values(True, True), target.values(True, True))))
+    assert snapshots == [False, False, True, False, False, True]  # copied on learner steps 3 and 6
+    assert all(p.grad is None for p in target.values(True, True))  # the loss never differentiates the target
