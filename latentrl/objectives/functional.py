@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["reinforce_surrogate", "vtrace"]
+__all__ = ["reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep"]
 
 
 def reinforce_surrogate(
@@ -199,3 +199,89 @@ def _vtrace_reference(
         adv[s] = torch.clamp(rho, max=pg_rho_bar) * (r[s] + bootstrap * q_next - v[s])
         vs_minus_v_next = vs_minus_v
     return vs.movedim(0, time_dim), adv.movedim(0, time_dim)
+
+
+# --------------------------------------------------------------------------
+# world-model KL terms (PlaNet, DreamerV2, DreamerV3)
+# --------------------------------------------------------------------------
+def _detached(params):
+    return tuple(p.detach() for p in params) if isinstance(params, (tuple, list)) else params.detach()
+
+
+def _make(dist_fn, params):
+    return dist_fn(*params) if isinstance(params, (tuple, list)) else dist_fn(params)
+
+
+def kl_free_nats(posterior, prior, dist_fn, free_nats: float = 3.0) -> torch.Tensor:
+    """PlaNet's KL term: ``mean(max(free_nats, KL(q || p)))``.
+
+    Hafner et al. 2019 (PlaNet), Section 4 and Appendix A: the KL between
+    posterior and prior, summed over the latent dimensions (``dist_fn`` builds
+    a distribution whose event covers them, e.g. ``Independent(Normal, 1)``),
+    is clamped from below at ``free_nats = 3`` for every sequence element
+    ``[B, T]`` (no gradient where it is below), then averaged.
+
+    Args:
+        posterior, prior: the distributions' parameters (a tensor or a tuple of
+            tensors, e.g. ``(mean, std)``), passed to ``dist_fn``.
+        dist_fn: parameters -> ``torch.distributions.Distribution``.
+        free_nats: the clamp, in nats.
+    """
+    kl = torch.distributions.kl_divergence(_make(dist_fn, posterior), _make(dist_fn, prior))
+    return kl.clamp_min(free_nats).mean()
+
+
+def kl_balanced(posterior, prior, dist_fn, alpha: float = 0.8, free_nats: float = 0.0) -> torch.Tensor:
+    """DreamerV2's KL balancing: ``alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))``.
+
+    Hafner et al. 2020 (DreamerV2), Section 2 and Algorithm 2, Table D.1:
+    ``alpha = 0.8`` trains the prior four times as fast as the posterior is
+    regularized. The value is ``KL(q || p)``; only the gradients are split.
+    ``free_nats`` (0 on Atari, 1 on DMC in the authors' configs) clamps each
+    of the two averaged terms from below, as the reference does with
+    ``free_avg``. The KL is summed over the latent variables (the event of
+    ``dist_fn``'s distribution).
+
+    Args:
+        posterior, prior: parameters (tensor or tuple) for ``dist_fn``.
+        dist_fn: parameters -> distribution (e.g. 32 independent categoricals).
+        alpha: the prior's share of the gradient.
+        free_nats: lower clamp of each averaged term.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"kl_balanced: `alpha` must be in [0, 1], got {alpha}")
+    q, p = _make(dist_fn, posterior), _make(dist_fn, prior)
+    q_sg, p_sg = _make(dist_fn, _detached(posterior)), _make(dist_fn, _detached(prior))
+    prior_term = torch.distributions.kl_divergence(q_sg, p).mean().clamp_min(free_nats)
+    posterior_term = torch.distributions.kl_divergence(q, p_sg).mean().clamp_min(free_nats)
+    return alpha * prior_term + (1.0 - alpha) * posterior_term
+
+
+def kl_dyn_rep(
+    posterior_logits: torch.Tensor,
+    prior_logits: torch.Tensor,
+    dyn_scale: float = 1.0,
+    rep_scale: float = 0.1,
+    free_bits: float = 1.0,
+    unimix: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DreamerV3's dynamics and representation losses, scaled: ``(beta_dyn L_dyn, beta_rep L_rep)``.
+
+    Hafner et al. 2023 (DreamerV3), Section 3, eq. 5:
+
+        L_dyn = max(1, KL(sg(q) || p)),   L_rep = max(1, KL(q || sg(p)))
+
+    with ``beta_dyn = 1``, ``beta_rep = 0.1``, the KL summed over the 32
+    categorical variables before the free-bits clamp, and 1% uniform mixed
+    into both distributions. TorchRL 0.14.1's ``categorical_kl_terms`` computes
+    exactly these two terms (clamp on the sum, unimix); this scales them.
+    TorchRL's ``categorical_kl_balanced`` instead clamps each categorical's KL
+    (``tests/upstream/test_kl_balanced_free_bits.py`` shows the difference, ``UPSTREAM.md`` #14).
+
+    Args:
+        posterior_logits, prior_logits: ``[..., num_vars, num_classes]``.
+    """
+    from torchrl.objectives.dreamer_v3 import categorical_kl_terms
+
+    dyn, rep = categorical_kl_terms(posterior_logits, prior_logits, free_nats=free_bits, unimix=unimix)
+    return dyn_scale * dyn, rep_scale * rep
