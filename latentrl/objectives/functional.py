@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep"]
+__all__ = ["reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep", "lambda_return"]
 
 
 def reinforce_surrogate(
@@ -285,3 +285,27 @@ def kl_dyn_rep(
 
     dyn, rep = categorical_kl_terms(posterior_logits, prior_logits, free_nats=free_bits, unimix=unimix)
     return dyn_scale * dyn, rep_scale * rep
+
+
+def lambda_return(
+    reward: torch.Tensor, next_value: torch.Tensor, discount: torch.Tensor, lmbda: float = 0.95, *, time_dim: int = -2
+) -> torch.Tensor:
+    """Dreamer's λ-return over an imagined trajectory (Hafner et al. 2020, DreamerV2, eq. 4):
+
+        V^λ_t = r_t + γ_t ((1 − λ) v(s_{t+1}) + λ V^λ_{t+1}),   V^λ_{H-1} = r_{H-1} + γ_{H-1} v(s_H)
+
+    where ``γ_t`` is the per-step discount (DreamerV2: the discount head's
+    prediction times γ = 0.995) and ``next_value[t] = v(s_{t+1})``. Computed by
+    TorchRL's ``td_lambda_return_estimate`` with the discount as a rolling
+    gamma tensor and no done flags (continuation lives in ``discount``).
+
+    Args:
+        reward, next_value, discount: ``[*B, H, 1]`` (time along ``time_dim``).
+        lmbda: λ (DreamerV2: 0.95).
+    """
+    from torchrl.objectives.value.functional import td_lambda_return_estimate
+
+    never = torch.zeros_like(reward, dtype=torch.bool)
+    return td_lambda_return_estimate(
+        discount, lmbda, next_value, reward, never, never, rolling_gamma=True, time_dim=time_dim
+    )

@@ -88,3 +88,24 @@ def test_dreamer_v3_dyn_rep_values_scales_and_gradient_routes():
     assert (g_post == 0).all() and g_prior.abs().sum() > 0  # dynamics loss trains the prior only
     g_post, g_prior = torch.autograd.grad(rep, (post, prior), allow_unused=True, materialize_grads=True)
     assert g_post.abs().sum() > 0 and (g_prior == 0).all()  # representation loss trains the posterior only
+
+
+def test_lambda_return_matches_the_recursion_written_out():
+    from latentrl.objectives.functional import lambda_return
+
+    torch.manual_seed(3)
+    B, H, lam = 3, 7, 0.95
+    reward = torch.randn(B, H, 1, dtype=torch.float64)
+    next_value = torch.randn(B, H, 1, dtype=torch.float64)
+    discount = 0.995 * torch.rand(B, H, 1, dtype=torch.float64)  # predicted continuation x gamma
+    out = lambda_return(reward, next_value, discount, lam)
+    expected = torch.zeros_like(reward)
+    for b in range(B):
+        g = reward[b, H - 1, 0] + discount[b, H - 1, 0] * next_value[b, H - 1, 0]
+        expected[b, H - 1, 0] = g
+        for t in range(H - 2, -1, -1):
+            g = reward[b, t, 0] + discount[b, t, 0] * ((1 - lam) * next_value[b, t, 0] + lam * g)
+            expected[b, t, 0] = g
+    torch.testing.assert_close(out, expected)
+    # lambda = 0: one-step targets r + gamma_t v(s_{t+1})
+    torch.testing.assert_close(lambda_return(reward, next_value, discount, 0.0), reward + discount * next_value)
