@@ -41,7 +41,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch import distributions as D
 from torch import nn
 from torch.nn import functional as F
@@ -52,7 +53,7 @@ from latentrl.modules.distributions import (
     independent,
 )
 
-__all__ = ["RSSM"]
+__all__ = ["RSSM", "RSSMObserve"]
 
 Stats = dict  # dict[str, torch.Tensor]
 
@@ -320,3 +321,43 @@ class RSSM(nn.Module):
             },
             batch_size=[*start_h.shape[:-1], horizon + 1],
         )
+
+
+class RSSMObserve(TensorDictModuleBase):
+    """TensorDict wrapper around :meth:`RSSM.observe` for replayed trajectories.
+
+    Reads ``embed_key`` ``[*B, T, E]``, ``action_key`` ``[*B, T, A]`` and
+    (if present) ``is_init_key`` ``[*B, T, 1]`` from a TensorDict of batch
+    ``[*B, T]`` (time last, TorchRL's layout) and writes ``"deter"``,
+    ``"stoch"``, ``("prior", stat)`` and ``("post", stat)``.
+    """
+
+    def __init__(
+        self,
+        rssm: RSSM,
+        embed_key="embed",
+        action_key="action",
+        is_init_key="is_init",
+        sample: bool = True,
+    ):
+        super().__init__()
+        self.rssm = rssm
+        self.sample = sample
+        self.embed_key, self.action_key, self.is_init_key = embed_key, action_key, is_init_key
+        self.in_keys = [embed_key, action_key, is_init_key]
+        stats = ("mean", "std") if rssm.latent == "gaussian" else ("logits",)
+        self.out_keys = ["deter", "stoch"] + [(k, s) for k in ("prior", "post") for s in stats]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if tensordict.ndim < 1:
+            raise ValueError("RSSMObserve: expected a TensorDict with a time dimension (batch [*B, T])")
+        shape = tensordict.batch_size
+        flat = tensordict.reshape(-1, shape[-1])
+        out = self.rssm.observe(
+            flat.get(self.embed_key),
+            flat.get(self.action_key),
+            flat.get(self.is_init_key, None),
+            sample=self.sample,
+        )
+        tensordict.update(out.reshape(shape))
+        return tensordict

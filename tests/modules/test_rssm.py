@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch import distributions as D
 
-from latentrl.modules.rssm import RSSM
+from tensordict import TensorDict
+
+from latentrl.modules.rssm import RSSM, RSSMObserve
 
 B, T, E, A, DET, HID = 3, 6, 5, 2, 16, 24
 
@@ -93,31 +95,48 @@ def test_reset_blocks_gradient_across_boundary():
     assert torch.all(embed.grad[:, :3] == 0) and embed.grad[:, 3:].abs().sum() > 0
 
 
+def _one_posterior_step(m: RSSM):
+    embed, action = inputs()
+    h, s = m.initial_state(B)
+    h, _, post = m.obs_step(h, s, action[:, 0], embed[:, 0])
+    for v in post.values():
+        v.retain_grad()
+    return post, m.sample_state(post)
+
+
 def test_categorical_straight_through_gradient_reaches_posterior_logits():
     m = make("categorical")
-    embed, action = inputs()
-    out = m.observe(embed, action)
-    logits = out["post", "logits"]
-    logits.retain_grad()
-    # the posterior samples feed later steps (through the GRU) and a loss on the samples
+    post, s = _one_posterior_step(m)
+    z = s.detach().unflatten(-1, (3, 4))
+    assert set(z.unique().tolist()) <= {0.0, 1.0}  # the forward value is an exact one-hot
     w = torch.randn(m.stoch_flat)
-    (out["stoch"] * w).sum().backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    (s * w).sum().backward()
+    # d(z + p - sg(p))/dlogits = dp/dlogits: the softmax Jacobian applied to w
+    p = torch.softmax(post["logits"].detach(), -1)
+    wv = w.unflatten(-1, (3, 4))
+    expected = p * (wv - (p * wv).sum(-1, keepdim=True))
+    torch.testing.assert_close(post["logits"].grad, expected)
+    # and through a whole sequence into the posterior network
+    m.zero_grad()
+    embed, action = inputs()
+    (m.observe(embed, action)["stoch"] * w).sum().backward()
     assert m.post_net[-1].weight.grad.abs().sum() > 0
-    # the forward value is an exact one-hot
-    z = out["stoch"].detach().unflatten(-1, (3, 4))
-    assert set(z.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_gaussian_rsample_gradient_reaches_posterior_mean_and_std():
     m = make("gaussian")
+    torch.manual_seed(3)
+    post, s = _one_posterior_step(m)
+    s.sum().backward()
+    # s = mean + std * eps: ds/dmean = 1, ds/dstd = eps = (s - mean) / std
+    torch.testing.assert_close(post["mean"].grad, torch.ones_like(s))
+    eps = ((s - post["mean"]) / post["std"]).detach()
+    torch.testing.assert_close(post["std"].grad, eps)
+    assert eps.abs().sum() > 0
+    m.zero_grad()
     embed, action = inputs()
-    out = m.observe(embed, action)
-    mean, std = out["post", "mean"], out["post", "std"]
-    mean.retain_grad()
-    std.retain_grad()
-    (out["stoch"] ** 2).sum().backward()
-    assert mean.grad.abs().sum() > 0 and std.grad.abs().sum() > 0
+    (m.observe(embed, action)["stoch"] ** 2).sum().backward()
+    assert m.post_net[-1].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("latent", ["gaussian", "categorical"])
@@ -200,3 +219,18 @@ def test_deterministic_path_is_gru_over_state_and_previous_action():
     out4 = m.observe(e2, action, sample=False)
     torch.testing.assert_close(out4["deter"][:, : k + 1], out1["deter"][:, : k + 1])
     assert not torch.allclose(out4["post", "mean"][:, k], out1["post", "mean"][:, k])
+
+
+def test_tensordict_wrapper_matches_observe():
+    m = make("categorical")
+    embed, action = inputs()
+    is_init = torch.zeros(B, T, 1, dtype=torch.bool)
+    is_init[:, 0] = True
+    is_init[1, 4] = True
+    td = TensorDict({"embed": embed.reshape(1, B, T, E), "action": action.reshape(1, B, T, A),
+                     "is_init": is_init.reshape(1, B, T, 1)}, batch_size=[1, B, T])
+    module = RSSMObserve(m, sample=False)
+    out = module(td)
+    ref = m.observe(embed, action, is_init, sample=False)
+    for key in module.out_keys:
+        torch.testing.assert_close(out[key].reshape(ref[key].shape), ref[key])
