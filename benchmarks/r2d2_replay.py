@@ -85,8 +85,6 @@ from latentrl.modules.q_networks import PerEnvEpsilonGreedy, apex_epsilons, make
 from latentrl.objectives.r2d2 import R2D2Loss
 
 ENV_NAME = "pomdp:masked-cartpole"
-#: the network's intermediate outputs, not stored (as in examples/r2d2/train.py)
-NOT_STORED = ("q_embedding", "q_core_input", "q_core_output", "action_value", ("next", "q_core_output"))
 TRAJ_KEY = ("collector", "traj_ids")
 
 
@@ -137,7 +135,7 @@ def collect(args, net, total_frames: int) -> list[TensorDictBase]:
     env = make_recurrent_env(ENV_NAME, args.num_envs, args.seed, True, apex_epsilons(args.num_envs), net.make_tensordict_primer())
     collector = Collector(env, policy, frames_per_batch=args.frames_per_batch, total_frames=total_frames)
     try:
-        return [b.exclude(*NOT_STORED).clone() for b in collector]
+        return [b.exclude(*net.recomputed_keys).clone() for b in collector]  # stored as examples/r2d2/train.py stores them
     finally:
         collector.shutdown()
 

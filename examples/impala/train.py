@@ -93,18 +93,20 @@ def num_tasks(cfg: DictConfig) -> int:
     return len(cfg.env.reward_scales) if cfg.env.get("reward_scales") else 1
 
 
-def make_actor_env_fn(cfg: DictConfig, train: bool = True, num_envs: int | None = None):
-    """Picklable factory of one actor's batched env (or of the evaluation env).
+def make_actor_env_fn(cfg: DictConfig, train: bool = True):
+    """Picklable factory of one actor's batched env (``train``) or of the evaluation env.
 
-    With ``env.reward_scales`` the batch is split into tasks: task ``k`` has
-    its rewards multiplied by ``reward_scales[k]`` (training only) and every
-    step carries ``"task_id"`` (:func:`~latentrl.envs.make_multitask_env`).
+    An actor runs ``env.envs_per_actor`` envs; evaluation runs
+    ``eval.episodes`` envs per task. With ``env.reward_scales`` the batch is
+    split into tasks: task ``k`` has its rewards multiplied by
+    ``reward_scales[k]`` (training only) and every step carries ``"task_id"``
+    (:func:`~latentrl.envs.make_multitask_env`).
     """
-    num_envs = cfg.env.envs_per_actor if num_envs is None else num_envs
+    tasks = num_tasks(cfg)
+    per_task = cfg.env.envs_per_actor // tasks if train else cfg.eval.episodes
     seed = cfg.seed if train else None
-    if num_tasks(cfg) == 1:
-        return functools.partial(make_scored_env, cfg.env.name, num_envs, seed, train)
-    per_task = num_envs // num_tasks(cfg) if train else num_envs
+    if tasks == 1:
+        return functools.partial(make_scored_env, cfg.env.name, per_task, seed, train)
     return functools.partial(make_multitask_env, cfg.env.name, list(cfg.env.reward_scales), per_task, seed, train)
 
 
@@ -212,7 +214,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1.0 - step / num_updates) if cfg.optim.anneal_lr else 1.0
     )
-    eval_env = make_actor_env_fn(cfg, train=False, num_envs=cfg.eval.episodes)()  # episodes per task
+    eval_env = make_actor_env_fn(cfg, train=False)()
 
     actor_learner = ActorLearner(
         make_actor_env_fn(cfg),

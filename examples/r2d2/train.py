@@ -84,8 +84,6 @@ CONSTRAINTS = {
     "optim.max_grad_norm": _pos,
     "eval.delta_q_episodes": _nonneg,
 }
-#: intermediate network outputs the collector records and the replay does not need
-NOT_STORED = ("q_embedding", "q_core_input", "q_core_output", "action_value")
 
 
 def make_network(cfg: DictConfig, env):
@@ -185,12 +183,11 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
         metrics = evaluate(eval_env, policy, max_steps=cfg.eval.max_steps, seed=cfg.seed + 10_000)
         if recorder.episodes:
             stride = r.seq_len - r.overlap
-            with loss_module.value_network_params.to_module(loss_module.value_network):
-                dq = [
-                    delta_q(net, ep, range(stride, ep.shape[0], stride), burn_in=r.burn_in, seq_len=r.seq_len, stored_state=r.stored_state)
-                    for ep in recorder.episodes
-                    if ep.shape[0] > stride
-                ]
+            dq = [  # net shares its parameters with the loss's online network
+                delta_q(net, ep, range(stride, ep.shape[0], stride), burn_in=r.burn_in, seq_len=r.seq_len, stored_state=r.stored_state)
+                for ep in recorder.episodes
+                if ep.shape[0] > stride
+            ]
             if dq:
                 metrics["delta_q_first"] = sum(d["first"] for d in dq) / len(dq)
                 metrics["delta_q_last"] = sum(d["last"] for d in dq) / len(dq)
@@ -213,7 +210,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     sync_every = max(1, cfg.actors.weight_sync_steps // per_env_steps)
     try:
         for batch in exp.iterate(collector):
-            batch = batch.exclude(*NOT_STORED, ("next", "q_core_output"))
+            batch = batch.exclude(*net.recomputed_keys)  # the learner recomputes what the network wrote
             replay.extend(batch, priority_fn=initial_priority)
             recorder.add(batch)
             if exp.counters["iterations"] % sync_every == 0 and cfg.env.num_workers > 1:

@@ -171,6 +171,16 @@ class RecurrentQNetwork(TensorDictSequential):
     def dueling_head(self) -> DuelingHead | None:
         return self._find(DuelingHead)
 
+    @property
+    def recomputed_keys(self) -> list:
+        """What the network writes at the current step (embedding, core input/output, action values).
+
+        A learner recomputes all of them from the observations and the stored
+        recurrent state, so a replay buffer need not keep them; the next
+        recurrent state (under ``"next"``) is what it must keep.
+        """
+        return [k for k in self.out_keys if not (isinstance(k, tuple) and k[0] == "next")]
+
     def make_tensordict_primer(self) -> TensorDictPrimer | Compose:
         """The LSTM's ``TensorDictPrimer`` (an empty ``Compose`` for the feed-forward variant).
 

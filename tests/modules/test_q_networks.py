@@ -238,3 +238,11 @@ def test_per_env_epsilon_greedy():
     assert ((counts - 2500).abs() < 200).all(), counts  # eps = 1: uniform over the 4 actions
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         assert (module(q, eps).argmax(-1) == 1).all()  # evaluation: greedy whatever eps
+
+
+def test_recomputed_keys_leave_the_next_recurrent_state_to_the_replay():
+    from latentrl.modules.q_networks import make_recurrent_q_network
+
+    net = make_recurrent_q_network((2,), 2, lstm_hidden=4, head_hidden=4)
+    assert net.recomputed_keys == ["q_embedding", "q_core_input", "q_core_output", "action_value"]
+    assert ("next", "recurrent_state_h") in net.out_keys
