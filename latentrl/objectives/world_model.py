@@ -1,0 +1,248 @@
+"""One world-model loss for PlaNet, DreamerV2 and DreamerV3, the KL term chosen by a paper preset.
+
+For a replayed sequence (batch ``[B, T]``, TorchRL's layout: ``action[t]``
+follows ``observation[t]`` and leads to ``("next", "observation")[t]`` with
+``("next", "reward")[t]``), the loss filters the ``T + 1`` observations
+``observation[0..T-1], ("next", "observation")[T-1]`` through the RSSM
+posterior (resetting at ``is_init``) and sums
+
+* ``loss_model_reco``: ``-log N(o_t; decoder(h_t, s_t), 1)`` summed over the
+  observation's dimensions (without the constant), averaged over ``[B, T+1]``;
+* ``loss_model_reward``: ``-log N(r; reward(h_{t+1}, s_{t+1}), 1)`` for each
+  transition ``t -> t+1`` whose next state was observed (not across an
+  ``is_init`` reset);
+* ``loss_model_discount`` (with a discount head): binary cross-entropy of the
+  Bernoulli discount predictor against ``discount * (1 - terminated)``
+  (DreamerV2, Section 2: 0.995 inside an episode, 0 at termination;
+  DreamerV3 predicts the continue flag, target 1);
+* ``loss_model_kl``: the preset's KL term between ``q(s_t | h_t, e_t)`` and
+  ``p(s_t | h_t)``, over ``[B, T+1]``:
+
+  =============  ===================================================================
+  ``planet``     ``max(free_nats, KL(q || p))``, free nats 3 (Hafner et al. 2019,
+                 PlaNet, Section 4 / Appendix A), scale 1, Gaussian latent
+  ``dreamer_v2`` ``kl_scale * (alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p)))``,
+                 ``alpha = 0.8``, ``kl_scale = 0.1``, free nats optional (0 on Atari,
+                 1 on DMC) (Hafner et al. 2020, DreamerV2, Algorithm 2, Table D.1)
+  ``dreamer_v3`` ``dyn_scale * max(1, KL(sg(q) || p)) + rep_scale * max(1, KL(q || sg(p)))``,
+                 1.0 and 0.1, free bits on the KL summed over the 32 latents, 1%
+                 unimix (Hafner et al. 2023, DreamerV3, eq. 5); categorical latent
+  =============  ===================================================================
+
+Each term is also scaled by ``*_scale`` (DreamerV2 Atari: ``discount_scale=5``).
+``forward`` also writes the posterior states ``"deter"`` ``[B, T, deter]`` and
+``"stoch"`` ``[B, T, stoch]`` (with gradients; detach them to start
+imagination, as Dreamer does) into the input TensorDict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torch import distributions as D
+from torch.nn import functional as F
+from torchrl.objectives import LossModule
+
+from latentrl.modules.distributions import UnimixOneHotCategorical
+from latentrl.modules.world_model import WorldModel
+
+from .functional import kl_balanced, kl_dyn_rep, kl_free_nats
+
+__all__ = ["WorldModelLoss", "KL_PRESETS"]
+
+#: the paper values of each preset (any of them can be overridden by keyword)
+KL_PRESETS = {
+    "planet": dict(kl_scale=1.0, free_nats=3.0, discount=0.995),
+    "dreamer_v2": dict(kl_scale=0.1, free_nats=0.0, kl_balance=0.8, discount=0.995),
+    "dreamer_v3": dict(dyn_scale=1.0, rep_scale=0.1, free_bits=1.0, unimix=0.01, discount=1.0),
+}
+_PRESET_KEYS = {
+    "planet": ("kl_scale", "free_nats"),
+    "dreamer_v2": ("kl_scale", "free_nats", "kl_balance"),
+    "dreamer_v3": ("dyn_scale", "rep_scale", "free_bits", "unimix"),
+}
+
+
+def _gaussian_nll(mean: torch.Tensor, target: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """``-log N(target; mean, 1)`` without the constant, summed over the last ``event_dims`` dims."""
+    sq = 0.5 * (target - mean).pow(2)
+    return sq.flatten(-event_dims).sum(-1) if event_dims > 0 else sq
+
+
+class WorldModelLoss(LossModule):
+    """Reconstruction, reward, discount and a preset KL term for a :class:`~latentrl.modules.world_model.WorldModel`.
+
+    Args:
+        world_model: the model (its RSSM latent must fit the preset: Gaussian
+            or categorical for ``planet``/``dreamer_v2``, categorical for
+            ``dreamer_v3``).
+        kl: ``"planet"``, ``"dreamer_v2"`` or ``"dreamer_v3"`` (see the module docstring).
+        kl_scale, free_nats, kl_balance: ``planet``/``dreamer_v2`` parameters.
+        dyn_scale, rep_scale, free_bits, unimix: ``dreamer_v3`` parameters;
+            ``unimix`` must equal the RSSM's.
+        discount: discount target inside an episode (0.995; DreamerV3's continue flag: 1.0).
+        reco_scale, reward_scale, discount_scale: weights of the other terms.
+        sample: sample the posterior (True, training) or use its mode.
+
+    Input keys (``set_keys``): ``observation``, ``next_observation``
+    (``("next", "observation")``), ``action``, ``reward`` (``("next", "reward")``),
+    ``terminated`` (``("next", "terminated")``), ``is_init``.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        observation: NestedKey = "observation"
+        next_observation: NestedKey = ("next", "observation")
+        action: NestedKey = "action"
+        reward: NestedKey = ("next", "reward")
+        terminated: NestedKey = ("next", "terminated")
+        is_init: NestedKey = "is_init"
+        deter: NestedKey = "deter"
+        stoch: NestedKey = "stoch"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    out_keys = ["loss_model_kl", "loss_model_reco", "loss_model_reward", "loss_model_discount"]
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        kl: str = "dreamer_v2",
+        *,
+        kl_scale: float | None = None,
+        free_nats: float | None = None,
+        kl_balance: float | None = None,
+        dyn_scale: float | None = None,
+        rep_scale: float | None = None,
+        free_bits: float | None = None,
+        unimix: float | None = None,
+        discount: float | None = None,
+        reco_scale: float = 1.0,
+        reward_scale: float = 1.0,
+        discount_scale: float = 1.0,
+        sample: bool = True,
+    ):
+        super().__init__()
+        if kl not in KL_PRESETS:
+            raise ValueError(f"WorldModelLoss: `kl` must be one of {sorted(KL_PRESETS)}, got {kl!r}")
+        given = dict(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, dyn_scale=dyn_scale,
+                     rep_scale=rep_scale, free_bits=free_bits, unimix=unimix)
+        for name, value in given.items():
+            if value is not None and name not in _PRESET_KEYS[kl]:
+                raise ValueError(
+                    f"WorldModelLoss: `{name}` does not apply to kl={kl!r} (its parameters: {', '.join(_PRESET_KEYS[kl])})"
+                )
+        params = dict(KL_PRESETS[kl])
+        params.update({k: v for k, v in given.items() if v is not None})
+        if discount is not None:
+            params["discount"] = discount
+        rssm = world_model.rssm
+        if kl == "dreamer_v3":
+            if rssm.latent != "categorical":
+                raise ValueError("WorldModelLoss: kl='dreamer_v3' needs a categorical RSSM latent (latent='categorical')")
+            if abs(params["unimix"] - rssm.unimix) > 1e-12:
+                raise ValueError(
+                    f"WorldModelLoss: `unimix` ({params['unimix']}) must equal the RSSM's ({rssm.unimix}); "
+                    "build the RSSM with unimix=0.01 for DreamerV3"
+                )
+        if kl == "dreamer_v2" and not 0.0 <= params["kl_balance"] <= 1.0:
+            raise ValueError(f"WorldModelLoss: `kl_balance` must be in [0, 1], got {params['kl_balance']}")
+        if not 0.0 <= params["discount"] <= 1.0:
+            raise ValueError(f"WorldModelLoss: `discount` must be in [0, 1], got {params['discount']}")
+        for name in ("free_nats", "free_bits"):
+            if params.get(name, 0.0) < 0:
+                raise ValueError(f"WorldModelLoss: `{name}` must be >= 0, got {params[name]}")
+        self.world_model = world_model
+        self.kl = kl
+        self.params = params
+        self.reco_scale, self.reward_scale, self.discount_scale = float(reco_scale), float(reward_scale), float(discount_scale)
+        self.sample = sample
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    # ----------------------------------------------------------------- terms
+    def kl_term(self, post: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, KL(q || p) per step [B, T])`` of the preset, from the RSSM's stats dicts.
+
+        Categorical KLs are between the distributions the RSSM samples from,
+        so with ``unimix > 0`` both sides are mixed (DreamerV3), for every preset.
+        """
+        rssm = self.world_model.rssm
+        p = self.params
+        if rssm.latent == "gaussian":
+            q, pr = (post["mean"], post["std"]), (prior["mean"], prior["std"])
+            dist_fn = lambda mean, std: D.Independent(D.Normal(mean, std), 1)  # noqa: E731
+        else:
+            q, pr = (post["logits"],), (prior["logits"],)
+            # the distributions the RSSM samples from: with unimix, (1 - unimix) softmax + unimix / K
+            dist_fn = lambda logits: D.Independent(UnimixOneHotCategorical(logits, unimix=rssm.unimix), 1)  # noqa: E731
+        with torch.no_grad():
+            value = D.kl_divergence(dist_fn(*q), dist_fn(*pr))
+        if self.kl == "planet":
+            loss = p["kl_scale"] * kl_free_nats(q, pr, dist_fn, p["free_nats"])
+        elif self.kl == "dreamer_v2":
+            loss = p["kl_scale"] * kl_balanced(q, pr, dist_fn, alpha=p["kl_balance"], free_nats=p["free_nats"])
+        else:
+            dyn, rep = kl_dyn_rep(post["logits"], prior["logits"], p["dyn_scale"], p["rep_scale"], p["free_bits"], p["unimix"])
+            loss = dyn + rep
+        return loss, value
+
+    # --------------------------------------------------------------- forward
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        keys = self.tensor_keys
+        if tensordict.ndim != 2:
+            raise ValueError(
+                f"WorldModelLoss: expected a TensorDict of batch [B, T] (sequences, time last), got batch {list(tensordict.batch_size)}"
+            )
+        wm = self.world_model
+        B, T = tensordict.batch_size
+        obs = tensordict.get(keys.observation)
+        obs = torch.cat([obs, tensordict.get(keys.next_observation)[:, -1:]], 1)  # [B, T+1, ...]
+        action = tensordict.get(keys.action).to(obs.dtype)
+        action = torch.cat([action, torch.zeros_like(action[:, :1])], 1)  # the last is never used
+        is_init = tensordict.get(keys.is_init, None)
+        if is_init is None:
+            is_init = torch.zeros(B, T, dtype=torch.bool, device=obs.device)
+        is_init = is_init.reshape(B, T).bool()
+        is_init = torch.cat([is_init, torch.zeros_like(is_init[:, :1])], 1)  # next obs [T-1] continues step T-1
+        reward = tensordict.get(keys.reward).reshape(B, T, -1)[..., :1].to(obs.dtype)
+        terminated = tensordict.get(keys.terminated).reshape(B, T).to(obs.dtype)
+
+        embed = wm.embed(obs)
+        states = wm.rssm.observe(embed, action, is_init, sample=self.sample)
+        feature = wm.rssm.features(states["deter"], states["stoch"])  # [B, T+1, F]
+
+        event_dims = obs.ndim - 2
+        reco = _gaussian_nll(wm.decoder(feature), obs, event_dims).mean()
+        # transition t -> t+1 is observed unless a reset starts at t+1
+        valid = (~is_init[:, 1:]).to(obs.dtype)  # [B, T]
+        count = valid.sum().clamp_min(1.0)
+        next_feature = feature[:, 1:]
+        reward_nll = _gaussian_nll(wm.predict_reward(next_feature)[..., 0], reward[..., 0], 0)
+        reward_loss = (reward_nll * valid).sum() / count
+        post = {k: v for k, v in states["post"].items()}
+        prior = {k: v for k, v in states["prior"].items()}
+        kl_loss, kl_value = self.kl_term(post, prior)
+
+        out = {
+            "loss_model_kl": kl_loss,
+            "loss_model_reco": self.reco_scale * reco,
+            "loss_model_reward": self.reward_scale * reward_loss,
+        }
+        if wm.discount is not None:
+            target = self.params["discount"] * (1.0 - terminated)
+            logit = wm.discount(next_feature)[..., 0]
+            bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+            out["loss_model_discount"] = self.discount_scale * (bce * valid).sum() / count
+        with torch.no_grad():
+            out["kl"] = kl_value.mean()
+            out["reco_nll"] = reco.detach()
+            out["reward_nll"] = reward_loss.detach()
+            out["prior_entropy"] = wm.rssm.dist(prior).entropy().mean()
+            out["post_entropy"] = wm.rssm.dist(post).entropy().mean()
+        tensordict.set(keys.deter, states["deter"][:, :T])
+        tensordict.set(keys.stoch, states["stoch"][:, :T])
+        return TensorDict(out, batch_size=[])
