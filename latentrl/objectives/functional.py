@@ -309,3 +309,72 @@ def lambda_return(
     return td_lambda_return_estimate(
         discount, lmbda, next_value, reward, never, never, rolling_gamma=True, time_dim=time_dim
     )
+
+
+# --------------------------------------------------------------------------
+# Dreamer actor and critic in imagination (DreamerV2)
+# --------------------------------------------------------------------------
+def imagination_weights(discount: torch.Tensor, *, time_dim: int = -2) -> torch.Tensor:
+    """Cumulative discount weights ``w_t = prod_{i < t} γ_i`` (``w_0 = 1``), detached.
+
+    DreamerV2 (Hafner et al. 2020, Section 3 and the authors' code) weighs
+    every imagined step's actor and critic loss by the predicted probability
+    of still being inside the episode, the product of the earlier discounts.
+    """
+    discount = discount.detach().movedim(time_dim, 0)
+    shifted = torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0)
+    return shifted.cumprod(0).movedim(0, time_dim)
+
+
+def dreamer_actor_loss(
+    log_prob: torch.Tensor,
+    entropy: torch.Tensor,
+    lambda_target: torch.Tensor,
+    baseline: torch.Tensor,
+    weight: torch.Tensor,
+    rho: float,
+    eta: float,
+) -> torch.Tensor:
+    """DreamerV2's actor loss (Hafner et al. 2020, eq. 6):
+
+        L = E[ − ρ · log π(a_t | z_t) · sg(V^λ_t − v(z_t))     (REINFORCE)
+               − (1 − ρ) · V^λ_t                               (dynamics backprop)
+               − η · H[π(· | z_t)] ]
+
+    each step weighted by ``weight`` (:func:`imagination_weights`, no
+    gradient). ``ρ = 1, η = 1e-3`` for discrete and ``ρ = 0, η = 1e-4`` for
+    continuous actions (Table D.1). Gradients: the REINFORCE term reaches
+    only ``log_prob`` (its advantage and the baseline are stopped); the
+    dynamics term reaches ``V^λ`` (through the imagined rewards, values and
+    straight-through or reparameterized actions); ``baseline`` gets none.
+
+    Args:
+        log_prob, entropy, lambda_target, baseline, weight: same shape
+            ``[*B, H]`` or ``[*B, H, 1]`` (steps ``0..H-1`` of an imagined trajectory).
+        rho, eta: ρ and η.
+    """
+    shapes = {t.shape for t in (log_prob, entropy, lambda_target, baseline, weight)}
+    if len(shapes) != 1:
+        raise ValueError(
+            "dreamer_actor_loss: log_prob, entropy, lambda_target, baseline and weight must share one shape, "
+            f"got {[tuple(t.shape) for t in (log_prob, entropy, lambda_target, baseline, weight)]}"
+        )
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"dreamer_actor_loss: `rho` must be in [0, 1], got {rho}")
+    advantage = (lambda_target - baseline).detach()
+    objective = rho * log_prob * advantage + (1.0 - rho) * lambda_target + eta * entropy
+    return -(weight.detach() * objective).mean()
+
+
+def dreamer_critic_loss(value: torch.Tensor, lambda_target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """DreamerV2's critic loss (Hafner et al. 2020, eq. 5): ``E[w_t · ½ (v(z_t) − sg(V^λ_t))²]``.
+
+    The unit-variance Gaussian negative log-likelihood of the authors' code
+    (without its constant); ``V^λ`` comes from the slow target critic.
+    """
+    if value.shape != lambda_target.shape or value.shape != weight.shape:
+        raise ValueError(
+            f"dreamer_critic_loss: value, lambda_target and weight must share one shape, got "
+            f"{tuple(value.shape)}, {tuple(lambda_target.shape)}, {tuple(weight.shape)}"
+        )
+    return (weight.detach() * 0.5 * (value - lambda_target.detach()).pow(2)).mean()
