@@ -385,12 +385,14 @@ def make_recurrent_env(
     train: bool = True,
     epsilons=None,
     primer=None,
+    prev_action_reward: bool = True,
     **options,
 ) -> EnvBase:
     """An env for recurrent value-based actors (R2D2): ``make_env`` plus
 
     * :class:`~latentrl.envs.previous.PreviousActionReward` (``"prev_action"``,
-      ``"prev_reward"``, read by the Q-network's LSTM),
+      ``"prev_reward"``, read by the Q-network's LSTM; ``prev_action_reward=False``
+      leaves it out, e.g. for world-model agents, whose state holds the last action),
     * TorchRL's ``InitTracker`` (``"is_init"``, where the LSTM state restarts),
     * ``epsilons``: one exploration rate per env under ``"epsilon"``
       (:class:`~latentrl.envs.transforms.PerEnvConstant`; Ape-X actors),
@@ -407,7 +409,7 @@ def make_recurrent_env(
     from .transforms import PerEnvConstant
 
     env = make_env(name, num_envs=num_envs, seed=seed, train=train, **options)
-    transforms = [PreviousActionReward(), InitTracker()]
+    transforms = ([PreviousActionReward()] if prev_action_reward else []) + [InitTracker()]
     if epsilons is not None:
         epsilons = torch.as_tensor(epsilons, dtype=torch.float32).reshape(-1)
         if epsilons.numel() != num_envs:
