@@ -76,3 +76,31 @@ def test_r2d2_replay_benchmark_prints_json():
     for side in ("latentrl", "torchrl"):
         assert result["learner"][side]["updates_per_s"] > 0
         assert abs(sum(result["learner"][side]["share"].values()) - 1.0) < 0.01
+
+
+def test_world_model_speed_benchmark_prints_json():
+    out = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "world_model_speed.py"),
+            "--batch", "2", "--length", "4", "--horizon", "3", "--deter", "16", "--hidden", "16",
+            "--stoch", "4", "--units", "16", "--embed", "16", "--policy-units", "8",
+            "--repeats", "1", "--warmup", "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    assert result["config"]["imagination_start_states"] == 8
+    # the two world models are built to the same size
+    assert result["params"]["latentrl"] == result["params"]["torchrl"] > 0
+    step = result["world_model_step_ms"]
+    assert set(step) == {"latentrl", "torchrl", "ratio_torchrl_over_latentrl"}
+    assert all(v > 0 for v in step.values())
+    rates = {"latentrl", "torchrl_prior_loop", "torchrl_dreamer_env",
+             "ratio_latentrl_over_torchrl_prior_loop", "ratio_latentrl_over_torchrl_dreamer_env"}
+    assert set(result["imagination_steps_per_s"]) == {"no_grad", "grad_forward"}
+    for mode in result["imagination_steps_per_s"].values():
+        assert set(mode) == rates
+        assert all(v > 0 for v in mode.values())
