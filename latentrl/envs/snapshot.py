@@ -9,11 +9,14 @@ that state as plain data (tensors, numbers, strings) that
 puts it back.
 
 Supported: gymnasium envs and wrappers whose state is plain data (classic
-control, toy text, ...), single or in a gymnasium ``SyncVectorEnv``, and envs
+control, toy text, ...), single or in a gymnasium ``SyncVectorEnv``; a single
+dm_control suite env (TorchRL's ``DMControlWrapper``: MuJoCo's full integration
+state, the episode step counter and the task's random generator); and envs
 that implement ``snapshot_state()``/``restore_state()`` (latentrl's
-:class:`~latentrl.envs.TMazeEnv`). Simulators whose state lives in native
-objects (ALE, MuJoCo/dm_control) raise :class:`SnapshotUnsupported`; the
-harness then warns that a resumed run restarts their episodes.
+:class:`~latentrl.envs.TMazeEnv`). Other simulators whose state lives in
+native objects (ALE, MuJoCo through gymnasium, batches of dm_control envs)
+raise :class:`SnapshotUnsupported`; the harness then warns that a resumed run
+restarts their episodes.
 """
 from __future__ import annotations
 
@@ -121,6 +124,34 @@ def _base_env(env: EnvBase) -> EnvBase:
     return env
 
 
+def _dmc_sig():
+    import mujoco
+
+    return int(mujoco.mjtState.mjSTATE_INTEGRATION)  # time, qpos, qvel, act, warm start, controls, ...
+
+
+def _dmc_state(env: Any) -> dict:
+    """A dm_control ``control.Environment``: physics, episode counters and the task's RandomState."""
+    physics = env.physics
+    _, random = _encode(env.task.random, "task.random")
+    return {
+        "physics": torch.from_numpy(physics.get_state(sig=_dmc_sig()).copy()),
+        "step_count": int(env._step_count),
+        "reset_next_step": bool(env._reset_next_step),
+        "random": random,
+    }
+
+
+def _load_dmc_state(env: Any, state: dict) -> None:
+    import mujoco
+
+    physics = env.physics
+    with physics.reset_context():  # runs mj_forward on exit, as after a reset
+        mujoco.mj_setState(physics.model.ptr, physics.data.ptr, state["physics"].numpy(), _dmc_sig())
+    env._step_count, env._reset_next_step = state["step_count"], state["reset_next_step"]
+    _decode(env.task.random, state["random"])
+
+
 def env_state(env: EnvBase) -> dict:
     """The simulator state of ``env`` (transforms excluded) as plain data.
 
@@ -135,6 +166,8 @@ def env_state(env: EnvBase) -> dict:
     gym_env = vars(base).get("_env")
     if gym_env is not None and _is_gym_env(gym_env):
         return {"kind": "gymnasium", "state": _snapshot_object(gym_env, type(gym_env).__name__)}
+    if gym_env is not None and type(gym_env).__module__.startswith("dm_control"):
+        return {"kind": "dm_control", "state": _dmc_state(gym_env)}
     raise SnapshotUnsupported(f"no snapshot for {type(base).__name__}")
 
 
@@ -145,5 +178,7 @@ def load_env_state(env: EnvBase, state: dict) -> None:
         base.restore_state(state["state"])
     elif state["kind"] == "gymnasium":
         _restore_object(base._env, state["state"])
+    elif state["kind"] == "dm_control":
+        _load_dmc_state(base._env, state["state"])
     else:  # pragma: no cover - written by env_state only
         raise ValueError(f"unknown env state kind {state['kind']!r}")

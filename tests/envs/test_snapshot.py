@@ -55,6 +55,22 @@ def test_restore_reproduces_the_future(name, kwargs):
     assert not (first == second_without_restore).all()
 
 
+def test_dm_control_restore_reproduces_the_future_across_an_episode_end():
+    """MuJoCo's integration state, the step counter and the task's RandomState (which draws the next start state)."""
+    env = make_env("dmc:cartpole-swingup", seed=1, action_repeat=8)  # 125 steps per episode
+    td = _advance(env, 100)
+    state = _roundtrip(env_state(env))
+    torch.manual_seed(1)
+    actions = [env.action_spec.rand() for _ in range(40)]
+    first = _future(env, td, actions)
+    assert first["done"].any()  # the future crosses a reset
+    second_without_restore = _future(env, td, actions)
+    load_env_state(env, state)
+    second = _future(env, td, actions)
+    assert (first == second).all()
+    assert not (first == second_without_restore).all()
+
+
 def test_unsupported_simulator_says_so():
     with pytest.raises(SnapshotUnsupported):
-        env_state(make_env("dmc:cartpole-swingup"))
+        env_state(make_env("dmc:cartpole-swingup", num_envs=2))  # a batch of dm_control envs

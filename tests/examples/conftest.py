@@ -46,3 +46,13 @@ def impala():
 @pytest.fixture(scope="module")
 def r2d2():
     return load_example("r2d2")
+
+
+@pytest.fixture(scope="module")
+def planet():
+    return load_example("planet")
+
+
+@pytest.fixture(scope="module")
+def dreamer_v2():
+    return load_example("dreamer_v2")
