@@ -11,8 +11,8 @@ scoring it by the sum of predicted rewards, and refitting the Gaussian to the
 ``transition(state, action) -> state`` and ``reward(state) -> [*, 1] or [*]``
 take and return tensors (or tuples of tensors, e.g. an RSSM's ``(h, s)``)
 with one leading batch dimension. TorchRL 0.14.1's ``CEMPlanner`` plans
-through a TorchRL env and writes its result to ``"action"`` whatever
-``action_key`` says (issue #5); this one is model-agnostic.
+through a TorchRL env and rolls its candidates out under ``"action"`` whatever
+``action_key`` says (``UPSTREAM.md`` #16); this one is model-agnostic.
 """
 from __future__ import annotations
 
