@@ -140,10 +140,9 @@ def train(cfg: DictConfig) -> dict:
         optimizer.step()
         return norm
 
-    state_keys = [*policy.state_keys, *(("next", k) for k in policy.state_keys)]
     try:
         for batch in exp.iterate(collector):
-            replay.extend(batch.exclude(*state_keys).reshape(-1))
+            replay.extend(batch.exclude(*policy.recomputed_keys).reshape(-1))
             if exp.counters["frames"] < t.prefill:
                 continue
             updates = 1 + (t.pretrain if exp.counters["frames"] - t.train_every < t.prefill else 0)

@@ -128,11 +128,10 @@ def train(cfg: DictConfig) -> dict:
     exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
     exp.track(world_model=world_model, optimizer=optimizer, replay=replay, collector=collector)
 
-    state_keys = [*policy.state_keys, *(("next", k) for k in policy.state_keys)]
     try:
         for batch in exp.iterate(collector):
             # batch: one episode [episode]; the policy's filter state is recomputed from observations
-            replay.extend(batch.exclude(*state_keys).reshape(-1))
+            replay.extend(batch.exclude(*policy.recomputed_keys).reshape(-1))
             if exp.counters["iterations"] < cfg.train.seed_episodes:
                 continue
             for _ in range(cfg.train.updates_per_episode):

@@ -185,6 +185,15 @@ class LatentPolicy(TensorDictModuleBase):
         self.in_keys = [observation_key, is_init_key, *self.state_keys]
         self.out_keys = [action_key] + [("next", k) for k in self.state_keys]
 
+    @property
+    def recomputed_keys(self) -> list:
+        """The filter state at both steps (``state_keys`` and ``("next", key)``).
+
+        A world-model loss refilters replayed observations from the start of
+        each sequence, so a replay buffer need not store the acting state.
+        """
+        return [*self.state_keys, *(("next", k) for k in self.state_keys)]
+
     def make_tensordict_primer(self):
         from torchrl.data import Unbounded
         from torchrl.envs import TensorDictPrimer

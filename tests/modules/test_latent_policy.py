@@ -200,6 +200,7 @@ def test_latent_policy_keys():
     policy, _, _ = make_policy(action_key="act", state_keys=("d", "s", "a"))
     assert policy.in_keys == ["observation", "is_init", "d", "s", "a"]
     assert policy.out_keys == ["act", ("next", "d"), ("next", "s"), ("next", "a")]
+    assert policy.recomputed_keys == ["d", "s", "a", ("next", "d"), ("next", "s"), ("next", "a")]
     primer = policy.make_tensordict_primer()
     assert {k: tuple(v.shape) for k, v in primer.primers.items()} == {"d": (DET,), "s": (STOCH,), "a": (ACT,)}
     with pytest.raises(ValueError, match="state_keys"):
