@@ -64,7 +64,8 @@ CONSTRAINTS = {
 
 
 def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=None):
-    """The dm_control or Atari env (64x64 grayscale frames, no stacking) with ``is_init``, returns and the policy's state."""
+    """The dm_control or Atari env (64x64 grayscale frames, no stacking) with ``is_init``, returns, the policy's
+    state and episodes truncated at ``env.episode_steps`` env steps."""
     family = cfg.env.name.partition(":")[0]
     if family == "dmc":
         options = dict(action_repeat=cfg.env.action_repeat)
@@ -74,7 +75,7 @@ def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=Non
         raise ConfigError(f"config key 'env.name' is {cfg.env.name!r}; DreamerV2 here takes 'dmc:domain-task' or 'atari:Game'")
     try:
         return make_recurrent_env(cfg.env.name, num_envs=num_envs, seed=seed, train=train, primer=primer,
-                                  prev_action_reward=False, **options)
+                                  prev_action_reward=False, max_steps=cfg.env.episode_steps // cfg.env.action_repeat, **options)
     except UnknownEnvironmentError as err:
         raise ConfigError(f"config key 'env.name': {err}") from err
 

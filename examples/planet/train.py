@@ -100,7 +100,8 @@ def train(cfg: DictConfig) -> dict:
     total_frames = cfg.train.episodes * episode
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build after this
 
-    make = functools.partial(make_recurrent_env, cfg.env.name, prev_action_reward=False, action_repeat=cfg.env.action_repeat)
+    make = functools.partial(make_recurrent_env, cfg.env.name, prev_action_reward=False, max_steps=episode,
+                             action_repeat=cfg.env.action_repeat)
     try:
         probe = make(seed=None)
     except UnknownEnvironmentError as err:

@@ -386,6 +386,7 @@ def make_recurrent_env(
     epsilons=None,
     primer=None,
     prev_action_reward: bool = True,
+    max_steps: int | None = None,
     **options,
 ) -> EnvBase:
     """An env for recurrent value-based actors (R2D2): ``make_env`` plus
@@ -398,12 +399,14 @@ def make_recurrent_env(
       (:class:`~latentrl.envs.transforms.PerEnvConstant`; Ape-X actors),
     * ``primer``: the network's ``make_tensordict_primer()`` (the recurrent
       state the collector carries and stores),
+    * ``max_steps``: TorchRL's ``StepCounter`` truncating episodes after that
+      many steps (actions), on top of the env's own limit,
     * TorchRL's ``RewardSum`` (``("next", "episode_reward")``).
 
     Module-level, so ``functools.partial(make_recurrent_env, ...)`` pickles into
     collector worker processes.
     """
-    from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
+    from torchrl.envs import Compose, InitTracker, RewardSum, StepCounter, TransformedEnv
 
     from .previous import PreviousActionReward
     from .transforms import PerEnvConstant
@@ -417,5 +420,9 @@ def make_recurrent_env(
         transforms.append(PerEnvConstant("epsilon", epsilons))
     if primer is not None:
         transforms.append(primer.clone() if hasattr(primer, "clone") else primer)
+    if max_steps is not None:
+        if int(max_steps) < 1:
+            raise ValueError(f"make_recurrent_env: `max_steps` must be >= 1 or None, got {max_steps}")
+        transforms.append(StepCounter(max_steps=int(max_steps)))
     transforms.append(RewardSum())
     return TransformedEnv(env, Compose(*transforms))

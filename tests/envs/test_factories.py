@@ -124,3 +124,17 @@ def test_atari_life_loss_flags_end_of_life_without_ending_the_game():
     first = int(eol.nonzero()[0])
     assert not done[first]  # the game goes on: only losses registered on end-of-life treat it as terminal
     assert lives[first] < r["lives"][first]
+
+
+def test_make_recurrent_env_max_steps_truncates_episodes():
+    from latentrl.envs import make_recurrent_env
+
+    env = make_recurrent_env("dmc:cartpole-balance", num_envs=1, seed=0, prev_action_reward=False, max_steps=4, action_repeat=2)
+    rollout = env.rollout(10, break_when_any_done=False)
+    done = rollout["next", "done"].squeeze(-1)
+    truncated = rollout["next", "truncated"].squeeze(-1)
+    assert done.nonzero().squeeze(-1).tolist() == [3, 7] and bool(truncated[3]) and bool(truncated[7])
+    assert not bool(rollout["next", "terminated"].any())
+    assert rollout["is_init"].squeeze(-1).nonzero().squeeze(-1).tolist() == [0, 4, 8]
+    with pytest.raises(ValueError, match="max_steps"):
+        make_recurrent_env("CartPole-v1", max_steps=0)
