@@ -18,7 +18,6 @@ Everything reusable comes from the package: ``make_world_model`` and
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
@@ -28,38 +27,47 @@ from torchrl.collectors import Collector
 
 from latentrl.collectors.episode_replay import make_episode_replay, sample_sequences
 from latentrl.envs import UnknownEnvironmentError, make_recurrent_env
-from latentrl.harness import HARNESS_CHOICES, HARNESS_CONSTRAINTS, ConfigError, Experiment, check_config, evaluate, run
+from latentrl.harness import (
+    DEVICE,
+    HARNESS_CHOICES,
+    HARNESS_CONSTRAINTS,
+    NONNEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
+    ConfigError,
+    Experiment,
+    check_config,
+    evaluate,
+    run,
+)
 from latentrl.modules.world_model import LatentPolicy, make_world_model
 from latentrl.objectives.dreamer import DreamerActor, DreamerActorCriticLoss, make_critic
 from latentrl.objectives.world_model import WorldModelLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
-_pos_int = (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-_nonneg_int = (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
-_pos = (lambda v: v > 0, "a positive number")
-_unit = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
 CONSTRAINTS = {
     **HARNESS_CONSTRAINTS,
-    "device": (lambda v: v == "cpu" or str(v).startswith("cuda"), "'cpu', 'cuda' or 'cuda:N'"),
-    "env.action_repeat": _pos_int,
-    "env.episode_steps": _pos_int,
-    **{f"model.{k}": _pos_int for k in ("deter_dim", "hidden_dim", "num_vars", "num_classes", "units", "embed_dim", "cnn_channels")},
-    "model.layers": _nonneg_int,
-    "loss.kl_scale": _pos,
-    "loss.kl_balance": _unit,
+    "device": DEVICE,
+    "env.action_repeat": POSITIVE_INT,
+    "env.episode_steps": POSITIVE_INT,
+    **{f"model.{k}": POSITIVE_INT for k in ("deter_dim", "hidden_dim", "num_vars", "num_classes", "units", "embed_dim", "cnn_channels")},
+    "model.layers": NONNEGATIVE_INT,
+    "loss.kl_scale": POSITIVE,
+    "loss.kl_balance": UNIT_INTERVAL,
     "loss.free_nats": (lambda v: v >= 0, "a number >= 0"),
     "loss.discount_scale": (lambda v: v >= 0, "a number >= 0"),
-    "loss.gamma": _unit,
-    "loss.lmbda": _unit,
-    "loss.horizon": _pos_int,
-    "loss.rho": _unit,
+    "loss.gamma": UNIT_INTERVAL,
+    "loss.lmbda": UNIT_INTERVAL,
+    "loss.horizon": POSITIVE_INT,
+    "loss.rho": UNIT_INTERVAL,
     "loss.entropy_coef": (lambda v: v >= 0, "a number >= 0"),
-    "loss.target_update_interval": _pos_int,
-    **{f"optim.{k}": _pos for k in ("model_lr", "actor_lr", "critic_lr", "eps", "max_grad_norm")},
-    **{f"train.{k}": _pos_int for k in ("total_env_steps", "prefill", "train_every", "batch_size", "seq_len", "replay_capacity")},
-    "train.pretrain": _nonneg_int,
+    "loss.target_update_interval": POSITIVE_INT,
+    **{f"optim.{k}": POSITIVE for k in ("model_lr", "actor_lr", "critic_lr", "eps", "max_grad_norm")},
+    **{f"train.{k}": POSITIVE_INT for k in ("total_env_steps", "prefill", "train_every", "batch_size", "seq_len", "replay_capacity")},
+    "train.pretrain": NONNEGATIVE_INT,
     "train.imagination_starts": (lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1 or null (all B x L states)"),
-    "eval.episodes": _pos_int,
+    "eval.episodes": POSITIVE_INT,
 }
 
 

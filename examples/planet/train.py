@@ -28,32 +28,42 @@ from torchrl.collectors import Collector
 
 from latentrl.collectors.episode_replay import make_episode_replay, sample_sequences
 from latentrl.envs import UnknownEnvironmentError, make_recurrent_env
-from latentrl.harness import HARNESS_CHOICES, HARNESS_CONSTRAINTS, ConfigError, Experiment, check_config, evaluate, run
+from latentrl.harness import (
+    DEVICE,
+    HARNESS_CHOICES,
+    HARNESS_CONSTRAINTS,
+    NONNEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    ConfigError,
+    Experiment,
+    check_config,
+    evaluate,
+    run,
+)
 from latentrl.modules.planners import CEMPlanner
 from latentrl.modules.world_model import LatentPolicy, make_world_model
 from latentrl.objectives.world_model import WorldModelLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
-_pos_int = (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-_pos = (lambda v: v > 0, "a positive number")
 CONSTRAINTS = {
     **HARNESS_CONSTRAINTS,
-    "device": (lambda v: v == "cpu" or str(v).startswith("cuda"), "'cpu', 'cuda' or 'cuda:N'"),
-    "env.action_repeat": _pos_int,
-    "env.episode_steps": _pos_int,
-    **{f"model.{k}": _pos_int for k in ("deter_dim", "hidden_dim", "stoch_dim", "units", "embed_dim")},
-    "model.layers": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "device": DEVICE,
+    "env.action_repeat": POSITIVE_INT,
+    "env.episode_steps": POSITIVE_INT,
+    **{f"model.{k}": POSITIVE_INT for k in ("deter_dim", "hidden_dim", "stoch_dim", "units", "embed_dim")},
+    "model.layers": NONNEGATIVE_INT,
     "model.min_std": (lambda v: v >= 0, "a number >= 0"),
     "loss.free_nats": (lambda v: v >= 0, "a number >= 0"),
-    "loss.kl_scale": _pos,
-    "optim.lr": _pos,
-    "optim.eps": _pos,
-    "optim.max_grad_norm": _pos,
-    **{f"train.{k}": _pos_int for k in ("seed_episodes", "episodes", "batch_size", "seq_len", "replay_capacity")},
-    "train.updates_per_episode": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    **{f"planner.{k}": _pos_int for k in ("horizon", "iterations", "candidates", "top_k")},
+    "loss.kl_scale": POSITIVE,
+    "optim.lr": POSITIVE,
+    "optim.eps": POSITIVE,
+    "optim.max_grad_norm": POSITIVE,
+    **{f"train.{k}": POSITIVE_INT for k in ("seed_episodes", "episodes", "batch_size", "seq_len", "replay_capacity")},
+    "train.updates_per_episode": NONNEGATIVE_INT,
+    **{f"planner.{k}": POSITIVE_INT for k in ("horizon", "iterations", "candidates", "top_k")},
     "planner.exploration_noise": (lambda v: v >= 0, "a number >= 0"),
-    "eval.episodes": _pos_int,
+    "eval.episodes": POSITIVE_INT,
 }
 
 

@@ -34,6 +34,7 @@ from torchrl.collectors import Collector, MultiSyncCollector
 from latentrl.collectors.sequence_replay import SequenceReplayBuffer
 from latentrl.envs import make_recurrent_env
 from latentrl.harness import (
+    POSITIVE,
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
     ConfigError,
@@ -53,35 +54,34 @@ CHOICES = {
     "replay.storage": ("memory", "memmap"),
     "replay.initial_priority": ("td_error", "max_seen"),
 }
-_pos = (lambda v: v > 0, "a positive number")
 _nonneg = (lambda v: v >= 0, "an integer >= 0")
 CONSTRAINTS = {
     **HARNESS_CONSTRAINTS,
     "env.num_workers": (lambda v: v >= 1, "an integer >= 1"),
     "env.envs_per_worker": (lambda v: v >= 2, "an integer >= 2 (each worker runs a batch of Ape-X actors)"),
-    "model.lstm_hidden": _pos,
+    "model.lstm_hidden": POSITIVE,
     "model.head_hidden": _nonneg,
-    "actors.frames_per_batch": _pos,
-    "actors.total_frames": _pos,
-    "actors.weight_sync_steps": _pos,
+    "actors.frames_per_batch": POSITIVE,
+    "actors.total_frames": POSITIVE,
+    "actors.weight_sync_steps": POSITIVE,
     "actors.epsilon_base": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "replay.capacity": _pos,
-    "replay.seq_len": _pos,
+    "replay.capacity": POSITIVE,
+    "replay.seq_len": POSITIVE,
     "replay.overlap": _nonneg,
     "replay.burn_in": _nonneg,
-    "replay.batch_size": _pos,
+    "replay.batch_size": POSITIVE,
     "replay.priority_exponent": (lambda v: v >= 0, "a number >= 0"),
     "replay.importance_sampling_exponent": (lambda v: v >= 0, "a number >= 0"),
     "replay.priority_eta": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "replay.min_sequences": _nonneg,
     "replay.updates_per_batch": _nonneg,
-    "loss.n_steps": _pos,
+    "loss.n_steps": POSITIVE,
     "loss.gamma": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "loss.rescale_eps": _pos,
-    "loss.target_update_interval": _pos,
-    "optim.lr": _pos,
-    "optim.eps": _pos,
-    "optim.max_grad_norm": _pos,
+    "loss.rescale_eps": POSITIVE,
+    "loss.target_update_interval": POSITIVE,
+    "optim.lr": POSITIVE,
+    "optim.eps": POSITIVE,
+    "optim.max_grad_norm": POSITIVE,
     "eval.delta_q_episodes": _nonneg,
 }
 

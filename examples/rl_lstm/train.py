@@ -28,6 +28,7 @@ from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
 from latentrl.harness import (
+    DEVICE,
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
     ConfigError,
@@ -53,7 +54,7 @@ CONSTRAINTS = {
     "ppo.lr": (lambda v: v > 0, "a positive number"),
     "ppo.reward_scale": (lambda v: v > 0, "a positive number"),
     "ppo.lr_end_fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "device": (lambda v: v == "cpu" or str(v).startswith("cuda"), "'cpu', 'cuda' or 'cuda:N'"),
+    "device": DEVICE,
 }
 
 

@@ -1,7 +1,18 @@
 """The experiment harness shared by all examples (config checks, logging,
 progress, evaluation, exact checkpoints). See :class:`Experiment`."""
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from .config import ConfigError, check_config, check_overrides, flatten, make_env_from_config
+from .config import (
+    DEVICE,
+    NONNEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
+    ConfigError,
+    check_config,
+    check_overrides,
+    flatten,
+    make_env_from_config,
+)
 from .entry import run
 from .evaluation import evaluate, first_episode_returns
 from .experiment import (
@@ -15,6 +26,11 @@ from .experiment import (
 from .plotting import plot_learning_curve
 
 __all__ = [
+    "DEVICE",
+    "NONNEGATIVE_INT",
+    "POSITIVE",
+    "POSITIVE_INT",
+    "UNIT_INTERVAL",
     "Experiment",
     "default_run_dir",
     "NonFiniteLossError",

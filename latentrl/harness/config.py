@@ -14,7 +14,17 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-__all__ = ["ConfigError", "flatten", "check_overrides", "check_config", "make_env_from_config"]
+__all__ = [
+    "ConfigError", "flatten", "check_overrides", "check_config", "make_env_from_config",
+    "POSITIVE", "POSITIVE_INT", "NONNEGATIVE_INT", "UNIT_INTERVAL", "DEVICE",
+]
+
+# (predicate, description) pairs for the ``constraints`` of :func:`check_config`, shared by the examples
+POSITIVE = (lambda v: v > 0, "a positive number")
+POSITIVE_INT = (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+NONNEGATIVE_INT = (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+DEVICE = (lambda v: v == "cpu" or str(v).startswith("cuda"), "'cpu', 'cuda' or 'cuda:N'")
 
 Constraint = tuple[Callable[[Any], bool], str]
 
