@@ -31,13 +31,13 @@ Measured, in one process, on one batch of ``B`` random sequences of ``L`` steps:
    through the prior with the same small MLP policy (``tanh`` output) acting on
    ``cat`` of the two state parts, counting ``N * H`` steps per second, under
    ``torch.no_grad()`` and with autograd recording (forward only). Ours:
-   ``world_model.rssm.imagine(policy_fn, start_h, start_s, H)``; TorchRL's: a
+   ``RSSMImagine(world_model.rssm).rollout(start, policy, H)``; TorchRL's: a
    Python loop calling its ``RSSMPrior`` module (``prior(state, belief, action)``)
    ``H`` times, and TorchRL's own imagination path, ``DreamerEnv.rollout`` with
    the same prior wrapped as ``DreamerActorLoss`` uses it (reward head included,
-   as that env computes it at every step). ``imagine`` also calls the policy at
-   the last state (``H + 1`` policy calls, ``H`` transitions) and returns the
-   features; the prior loop stacks states, beliefs and actions.
+   as that env computes it at every step). ``rollout`` calls the policy at
+   every state it leaves (``H`` policy calls, ``H`` transitions) and returns
+   TorchRL's trajectory layout; the prior loop stacks states, beliefs and actions.
 
 Ratios are ``torchrl / latentrl`` for times (above 1: ours is faster) and
 ``latentrl / torchrl`` for rates (above 1: ours is faster).
@@ -60,7 +60,7 @@ from torchrl.envs.model_based.dreamer import DreamerEnv
 from torchrl.modules import MLP, RSSMPosterior, RSSMPrior, RSSMRollout, WorldModelWrapper
 from torchrl.objectives import DreamerModelLoss
 
-from latentrl.modules.world_model import make_world_model
+from latentrl.modules.world_model import RSSMImagine, make_world_model
 from latentrl.objectives.world_model import WorldModelLoss
 
 
@@ -206,8 +206,13 @@ def imagination(cfg: dict, ours, theirs, repeats: int, warmup: int, device: str)
     start_h = torch.randn(N, deter, device=device)
     start_s = torch.randn(N, stoch, device=device)
 
+    imagine = RSSMImagine(wm_ours.rssm)
+    keyed_policy = TensorDictModule(lambda h, s: policy(torch.cat([h, s], -1)), in_keys=["deter", "stoch"],
+                                    out_keys=["action"])
+    start_ours = TensorDict({"deter": start_h, "stoch": start_s}, [N], device=device)
+
     def ours_fn():
-        return wm_ours.rssm.imagine(policy, start_h, start_s, H)
+        return imagine.rollout(start_ours, keyed_policy, H)
 
     def theirs_loop():  # TorchRL's prior module, called directly
         state, belief = start_s, start_h

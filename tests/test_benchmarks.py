@@ -104,3 +104,23 @@ def test_world_model_speed_benchmark_prints_json():
     for mode in result["imagination_steps_per_s"].values():
         assert set(mode) == rates
         assert all(v > 0 for v in mode.values())
+
+
+def test_world_model_before_after_benchmark_matches_the_baseline():
+    """Today's world-model update computes the baseline commit's losses and gradients (the script checks it)."""
+    import pytest
+
+    probe = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", "cd9e815^{commit}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("the baseline commit is not in this checkout's history (shallow clone)")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "world_model_before_after.py"), "--quick", "--repeats", "1",
+         "--warmup", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    for name in ("planet", "dreamer_v2"):
+        r = result["results"][name]
+        assert max(r["relative_loss_diff"].values()) < 1e-4 and max(r["relative_grad_diff"].values()) < 1e-4
+        assert r["update_ms"]["before"] > 0 and r["update_ms"]["after"] > 0

@@ -11,8 +11,9 @@ slow critic, the actor loss mixing REINFORCE and dynamics backpropagation).
     python examples/dreamer_v2/train.py --config-name atari    # Atari, the paper's settings (GPU)
     python examples/dreamer_v2/train.py checkpoint.resume=<run dir>
 
-Everything reusable comes from the package: ``make_world_model`` and
-``LatentPolicy`` (modules), ``WorldModelLoss`` (``dreamer_v2`` preset) and
+Everything reusable comes from the package: ``make_world_model``,
+``RSSMImagine``, ``make_dreamer_actor``/``make_dreamer_critic`` and
+``LatentPolicy`` (keyed modules), ``WorldModelLoss`` (``dreamer_v2`` preset) and
 ``DreamerActorCriticLoss`` (objectives), ``make_episode_replay``
 (collectors), TorchRL's ``Collector`` and the ``Experiment`` harness.
 """
@@ -41,8 +42,10 @@ from latentrl.harness import (
     evaluate,
     run,
 )
-from latentrl.modules.world_model import LatentPolicy, make_world_model
-from latentrl.objectives.dreamer import DreamerActor, DreamerActorCriticLoss, make_critic
+from latentrl.modules.actor_critic import make_dreamer_actor, make_dreamer_critic
+from latentrl.modules.latent_policy import LatentPolicy
+from latentrl.modules.world_model import RSSMImagine, make_world_model
+from latentrl.objectives.dreamer import DreamerActorCriticLoss
 from latentrl.objectives.world_model import WorldModelLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -111,15 +114,11 @@ def train(cfg: DictConfig) -> dict:
     world_model = make_world_model(
         obs_shape, action_dim, latent="categorical", deter_dim=m.deter_dim, hidden_dim=m.hidden_dim,
         num_vars=m.num_vars, num_classes=m.num_classes, units=m.units, layers=m.layers, embed_dim=m.embed_dim,
-        cnn_channels=m.cnn_channels, predict_discount=m.predict_discount,
+        cnn_channels=m.cnn_channels, predict_discount=m.predict_discount, observation_key=obs_key,
     ).to(device)
-    actor = DreamerActor(world_model.feature_dim, action_dim, discrete=discrete, units=m.units, layers=m.layers).to(device)
-    critic = make_critic(world_model.feature_dim, m.units, m.layers).to(device)
-
-    def act(h, s, explore):
-        return actor(world_model.rssm.features(h, s), explore=explore)
-
-    policy = LatentPolicy(world_model, act, observation_key=obs_key)
+    actor = make_dreamer_actor(world_model.rssm, action_dim, discrete=discrete, units=m.units, layers=m.layers).to(device)
+    critic = make_dreamer_critic(world_model.rssm, units=m.units, layers=m.layers).to(device)
+    policy = LatentPolicy(world_model.encoder, world_model.rssm, actor, observation_key=obs_key)
     primer = policy.make_tensordict_primer()
     env = make_agent_env(cfg, 1, cfg.seed, True, primer)
     eval_env = make_agent_env(cfg, cfg.eval.episodes, None, False, primer)
@@ -129,13 +128,16 @@ def train(cfg: DictConfig) -> dict:
     model_loss = WorldModelLoss(world_model, "dreamer_v2", kl_scale=lo.kl_scale, kl_balance=lo.kl_balance,
                                 free_nats=lo.free_nats, discount=lo.gamma, discount_scale=lo.discount_scale)
     model_loss.set_keys(observation=obs_key, next_observation=("next", obs_key))
-    ac_loss = DreamerActorCriticLoss(actor, critic, world_model, horizon=lo.horizon, gamma=lo.gamma, lmbda=lo.lmbda,
-                                     rho=lo.rho, entropy_coef=lo.entropy_coef, target_update_interval=lo.target_update_interval)
+    ac_loss = DreamerActorCriticLoss(
+        actor, critic, RSSMImagine(world_model.rssm), world_model.reward_model, world_model.discount_model,
+        horizon=lo.horizon, gamma=lo.gamma, lmbda=lo.lmbda, discrete=discrete, rho=lo.rho,
+        entropy_coef=lo.entropy_coef, target_update_interval=lo.target_update_interval,
+    )
     target_update = ac_loss.make_target_updater()
     o = cfg.optim
     model_opt = torch.optim.Adam(world_model.parameters(), lr=o.model_lr, eps=o.eps)
     actor_opt = torch.optim.Adam(actor.parameters(), lr=o.actor_lr, eps=o.eps)
-    critic_opt = torch.optim.Adam(ac_loss.critic_params.parameters(), lr=o.critic_lr, eps=o.eps)
+    critic_opt = torch.optim.Adam(ac_loss.value_network_params.parameters(), lr=o.critic_lr, eps=o.eps)
     replay = make_episode_replay(t.replay_capacity, t.batch_size, t.seq_len)
 
     exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
@@ -167,7 +169,7 @@ def train(cfg: DictConfig) -> dict:
                 ac = ac_loss(starts)
                 exp.check_finite(ac.select("loss_actor", "loss_critic"))
                 actor_norm = step(actor_opt, ac["loss_actor"], actor.parameters())
-                critic_norm = step(critic_opt, ac["loss_critic"], ac_loss.critic_params.parameters())
+                critic_norm = step(critic_opt, ac["loss_critic"], ac_loss.value_network_params.parameters())
                 target_update.step()
             if exp.counters["iterations"] % 20 == 0:
                 exp.log({

@@ -10,8 +10,8 @@ space, plus Gaussian exploration noise), every action repeated ``R`` times.
     python examples/planet/train.py planner.iterations=10 planner.candidates=1000 planner.top_k=100   # the paper's planner
     python examples/planet/train.py checkpoint.resume=<run dir>
 
-Everything reusable comes from the package: ``make_world_model`` and
-``LatentPolicy`` (modules), ``CEMPlanner`` (planners), ``WorldModelLoss``
+Everything reusable comes from the package: ``make_world_model``,
+``RSSMPriorStep`` and ``LatentPolicy`` (keyed modules), ``CEMPlanner`` (planners), ``WorldModelLoss``
 with the ``planet`` preset (objectives), ``make_episode_replay``
 (collectors: TorchRL's ``SliceSampler``), TorchRL's ``Collector`` and the
 ``Experiment`` harness.
@@ -41,8 +41,9 @@ from latentrl.harness import (
     evaluate,
     run,
 )
+from latentrl.modules.latent_policy import LatentPolicy
 from latentrl.modules.planners import CEMPlanner
-from latentrl.modules.world_model import LatentPolicy, make_world_model
+from latentrl.modules.world_model import RSSMPriorStep, make_world_model
 from latentrl.objectives.world_model import WorldModelLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -88,18 +89,9 @@ def validate(cfg: DictConfig) -> int:
 
 def make_planner(world_model, action_spec, p: DictConfig) -> CEMPlanner:
     """CEM over action sequences in the latent space: sampled prior transitions, predicted rewards."""
-    rssm = world_model.rssm
-
-    def transition(state, action):
-        h, prior = rssm.img_step(*state, action)
-        return h, rssm.sample_state(prior)
-
-    def reward(state):
-        return world_model.predict_reward(rssm.features(*state))
-
     return CEMPlanner(
-        transition, reward, action_spec.shape[-1], horizon=p.horizon, iterations=p.iterations,
-        candidates=p.candidates, top_k=p.top_k, exploration_noise=p.exploration_noise,
+        RSSMPriorStep(world_model.rssm), world_model.reward_model, action_spec.shape[-1], horizon=p.horizon,
+        iterations=p.iterations, candidates=p.candidates, top_k=p.top_k, exploration_noise=p.exploration_noise,
         action_low=float(action_spec.space.low.min()), action_high=float(action_spec.space.high.max()),
     )
 
@@ -124,7 +116,7 @@ def train(cfg: DictConfig) -> dict:
         stoch_dim=m.stoch_dim, min_std=m.min_std, units=m.units, layers=m.layers, embed_dim=m.embed_dim,
     ).to(device)
     planner = make_planner(world_model, action_spec, cfg.planner)
-    policy = LatentPolicy(world_model, lambda h, s, explore: planner((h, s), explore=explore))
+    policy = LatentPolicy(world_model.encoder, world_model.rssm, planner)
     primer = policy.make_tensordict_primer()
     env = make(num_envs=1, seed=cfg.seed, primer=primer)
     eval_env = make(num_envs=cfg.eval.episodes, seed=None, train=False, primer=primer)

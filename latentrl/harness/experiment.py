@@ -29,7 +29,9 @@ Config keys it reads (see ``HARNESS_DEFAULTS``): ``seed``, ``threads``,
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -90,6 +92,32 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(f"non-finite loss at frame {step}: {named}; checkpoint saved to {checkpoint}")
 
 
+def free_cores() -> float:
+    """Cores not busy with other work: the usable CPU count minus the 1-minute load average (>= 0)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(0.0, count - load)
+
+
+def warn_if_oversubscribed(threads: int) -> bool:
+    """Warns when ``threads`` torch threads exceed the free cores; returns whether it warned.
+
+    On a busy 2-core machine a torch update with 2 threads beside another
+    process ran 24x slower than with 1 (OpenMP threads spin on a shared core).
+    """
+    free = free_cores()
+    if threads > 1 and threads > free + 0.5:
+        warnings.warn(
+            f"config key 'threads' is {threads} but only about {free:.1f} cores are free "
+            f"(load average {os.getloadavg()[0]:.1f}): torch's threads will spin on busy cores and run many times "
+            "slower; set threads=1 (or fewer than the free cores)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
 class Experiment:
     """Seeding, logging, progress, evaluation and exact checkpoints for one run.
 
@@ -120,6 +148,7 @@ class Experiment:
         self._resume_payload: dict | None = None
 
         torch.set_num_threads(int(cfg.threads))
+        warn_if_oversubscribed(int(cfg.threads))
         resume = cfg.checkpoint.resume
         if resume:
             self._resume_payload = load_checkpoint(resume)

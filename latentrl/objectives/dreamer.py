@@ -6,9 +6,12 @@ under the actor. On the imagined trajectory ``z_0..z_H`` with rewards
 ``r_t = reward(z_t)`` and discounts ``γ_t`` (the discount head's mean, whose
 targets include γ = 0.995, or a constant γ without a discount head):
 
-* λ-returns ``V^λ_t`` (λ = 0.95, :func:`~latentrl.objectives.functional.lambda_return`)
-  bootstrap from a **slow target critic**, copied from the critic every 100
-  updates (``target_update_interval``; call :meth:`DreamerActorCriticLoss.make_target_updater`);
+* λ-returns ``V^λ_t`` (λ = 0.95) through the loss's value estimator
+  (``make_value_estimator``; default
+  :class:`~latentrl.objectives.value.DreamerLambdaEstimator`, the per-step
+  discount version of TorchRL's ``TDLambdaEstimator``), bootstrapped from a
+  **slow target critic**, copied from the critic every 100 updates
+  (``target_update_interval``; call :meth:`DreamerActorCriticLoss.make_target_updater`);
 * the critic regresses ``v(sg(z_t))`` on ``sg(V^λ_t)``
   (:func:`~latentrl.objectives.functional.dreamer_critic_loss`);
 * the actor minimizes ``−ρ log π(a_t|z_t) sg(V^λ_t − v(z_t)) − (1−ρ) V^λ_t − η H[π]``
@@ -23,6 +26,17 @@ As in the paper and the authors' code, ``r_t`` and ``γ_t`` are read from
 reparameterized (continuous) samples, so the dynamics term backpropagates
 through the imagined transitions into the actor. The world model's
 parameters receive no gradient from this loss (they are frozen while it runs).
+
+Every part is a keyed module: the ``actor_network`` (a TorchRL
+``ProbabilisticActor`` whose distribution parameters the rollout stores, so
+``log π`` and ``H[π]`` are not recomputed), the ``value_network`` (reads
+the latent state, writes ``value``), the ``imagination`` module
+(:class:`~latentrl.modules.world_model.RSSMImagine`), the ``reward_model``
+and the optional ``discount_model``. The imagined trajectory ``[N, H]``,
+with ``lambda_target`` and the weights, is written into the input
+TensorDict under ``imagination`` (TorchRL's layout: ``"next"`` holds
+``z_{t+1}``, its bootstrap ``value``, ``r_t`` and ``γ_t``), where TorchRL's
+``DreamerValueLoss`` or any other critic loss can read it.
 """
 from __future__ import annotations
 
@@ -31,69 +45,25 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
-from torch import distributions as D
 from torch import nn
-from torchrl.modules.distributions import TruncatedNormal
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import LossModule
+from torchrl.objectives.utils import ValueEstimators
+from torchrl.objectives.value import ValueEstimatorBase
 
-from latentrl.modules.distributions import StraightThroughOneHotCategorical
-from latentrl.modules.world_model import WorldModel, make_mlp
-
-from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights, lambda_return
+from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights
 from .r2d2 import HardUpdateEvery
+from .value.lambda_return import DreamerLambdaEstimator
 
-__all__ = ["DreamerActor", "DreamerActorCriticLoss", "make_critic"]
-
-
-class DreamerActor(nn.Module):
-    """DreamerV2's actor: an MLP from the model feature to an action distribution.
-
-    * discrete (``num_actions``): a one-hot categorical with straight-through
-      ``rsample`` (:class:`~latentrl.modules.distributions.StraightThroughOneHotCategorical`);
-    * continuous (``action_dim``): TorchRL's ``TruncatedNormal`` on
-      ``[low, high]`` with mean ``tanh(μ)`` and std ``2 sigmoid(σ / 2) + min_std``
-      (the authors' ``trunc_normal``, min_std 0.1), reparameterized.
-
-    ``dist(feature)`` returns a distribution whose ``log_prob`` and
-    ``entropy`` are already summed over the action (shape ``[*]``);
-    ``forward(feature)`` returns a sample (``explore=True``) or the mode.
-    """
-
-    def __init__(self, feature_dim: int, action_dim: int, *, discrete: bool, units: int = 400, layers: int = 4,
-                 min_std: float = 0.1, low: float = -1.0, high: float = 1.0):
-        super().__init__()
-        self.discrete, self.action_dim = bool(discrete), int(action_dim)
-        self.min_std, self.low, self.high = float(min_std), float(low), float(high)
-        self.net = make_mlp(feature_dim, self.action_dim * (1 if discrete else 2), units, layers)
-
-    def dist(self, feature: torch.Tensor) -> D.Distribution:
-        out = self.net(feature)
-        if self.discrete:
-            return D.Independent(StraightThroughOneHotCategorical(logits=out), 0)
-        mean, std = out.chunk(2, -1)
-        std = 2.0 * torch.sigmoid(std / 2.0) + self.min_std
-        return TruncatedNormal(torch.tanh(mean), std, low=self.low, high=self.high)
-
-    def forward(self, feature: torch.Tensor, explore: bool = True) -> torch.Tensor:
-        d = self.dist(feature)
-        if explore:
-            return d.rsample()
-        if self.discrete:
-            probs = d.base_dist.probs
-            return nn.functional.one_hot(probs.argmax(-1), self.action_dim).to(probs.dtype)
-        return d.mode  # the clipped tanh mean
-
-
-def make_critic(feature_dim: int, units: int = 400, layers: int = 4) -> nn.Module:
-    """DreamerV2's critic: an MLP from the model feature to ``v(z)`` ``[*, 1]``."""
-    return make_mlp(feature_dim, 1, units, layers)
+__all__ = ["DreamerActorCriticLoss"]
 
 
 @contextmanager
-def _frozen(module: nn.Module):
-    """Parameters of ``module`` get no gradient inside (activations still carry it)."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+def _frozen(*modules: nn.Module | None):
+    """Parameters of ``modules`` get no gradient inside (activations still carry it)."""
+    flags = [(p, p.requires_grad) for m in modules if m is not None for p in m.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
     try:
@@ -107,43 +77,66 @@ class DreamerActorCriticLoss(LossModule):
     """DreamerV2's actor and critic losses in imagination (see the module docstring).
 
     Args:
-        actor: a :class:`DreamerActor`.
-        critic: ``feature -> value [*, 1]``; a slow target copy is kept as
-            ``target_critic_params``.
-        world_model: the :class:`~latentrl.modules.world_model.WorldModel` to imagine with.
+        actor_network: a ``ProbabilisticActor`` reading the latent state
+            (e.g. :func:`~latentrl.modules.actor_critic.make_dreamer_actor`).
+        value_network: latent state -> ``value`` ``[*, 1]``
+            (:func:`~latentrl.modules.actor_critic.make_dreamer_critic`); a slow
+            target copy is kept as ``target_value_network_params``.
+        imagination: has ``rollout(start, policy, horizon) -> [N, H]``
+            (:class:`~latentrl.modules.world_model.RSSMImagine`).
+        reward_model: latent state -> ``predicted_reward``.
+        discount_model: latent state -> ``discount_logit``, or ``None`` (constant γ).
         horizon: imagination horizon H (15).
-        gamma: discount without a discount head (with one, its targets carry γ).
+        gamma: discount without a discount head, and of the start states
+            (with one, its targets carry γ).
         lmbda: λ of the λ-return (0.95).
+        discrete: the actions are discrete (sets the defaults of ρ and η).
         rho: REINFORCE share ρ; default 1 (discrete) or 0 (continuous).
         entropy_coef: η; default 1e-3 (discrete) or 1e-4 (continuous).
         target_update_interval: slow-critic copy interval in updates (100).
 
-    Input keys: ``deter``, ``stoch`` (posterior states ``[*B, D]``, e.g. written
-    by :class:`~latentrl.objectives.world_model.WorldModelLoss`). Output:
-    ``loss_actor``, ``loss_critic`` and diagnostics.
+    Keys (``set_keys``): ``deter``, ``stoch`` (posterior states ``[*B, D]``,
+    e.g. written by :class:`~latentrl.objectives.world_model.WorldModelLoss`),
+    ``action``, ``predicted_reward``, ``discount_logit``, ``value``,
+    ``reward`` and ``discount`` (the estimator's, under ``"next"``),
+    ``lambda_target``, ``weight`` and ``imagination`` (where the trajectory
+    is written). Output: ``loss_actor``, ``loss_critic`` and diagnostics.
     """
 
     @dataclass
     class _AcceptedKeys:
         deter: NestedKey = "deter"
         stoch: NestedKey = "stoch"
+        action: NestedKey = "action"
+        predicted_reward: NestedKey = "predicted_reward"
+        discount_logit: NestedKey = "discount_logit"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        discount: NestedKey = "discount"
+        lambda_target: NestedKey = "lambda_target"
+        weight: NestedKey = "weight"
+        imagination: NestedKey = "imagination"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
-    critic: nn.Module
-    critic_params: TensorDictBase
-    target_critic_params: TensorDictBase
+    default_value_estimator = ValueEstimators.TDLambda
+    value_network: TensorDictModuleBase
+    value_network_params: TensorDictBase
+    target_value_network_params: TensorDictBase
     out_keys = ["loss_actor", "loss_critic"]
 
     def __init__(
         self,
-        actor: DreamerActor,
-        critic: nn.Module,
-        world_model: WorldModel,
+        actor_network: TensorDictModuleBase,
+        value_network: TensorDictModuleBase,
+        imagination: TensorDictModuleBase,
+        reward_model: TensorDictModuleBase,
+        discount_model: TensorDictModuleBase | None = None,
         *,
         horizon: int = 15,
         gamma: float = 0.995,
         lmbda: float = 0.95,
+        discrete: bool = False,
         rho: float | None = None,
         entropy_coef: float | None = None,
         target_update_interval: int = 100,
@@ -154,64 +147,97 @@ class DreamerActorCriticLoss(LossModule):
         for name, value in (("gamma", gamma), ("lmbda", lmbda)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DreamerActorCriticLoss: `{name}` must be in [0, 1], got {value}")
-        discrete = bool(getattr(actor, "discrete", False))
         self.rho = float((1.0 if discrete else 0.0) if rho is None else rho)
         self.entropy_coef = float((1e-3 if discrete else 1e-4) if entropy_coef is None else entropy_coef)
         if not 0.0 <= self.rho <= 1.0:
             raise ValueError(f"DreamerActorCriticLoss: `rho` must be in [0, 1], got {rho}")
+        if self.entropy_coef < 0:
+            raise ValueError(f"DreamerActorCriticLoss: `entropy_coef` must be >= 0, got {entropy_coef}")
         self.horizon, self.gamma, self.lmbda = int(horizon), float(gamma), float(lmbda)
         self.target_update_interval = int(target_update_interval)
-        self.actor = actor
-        self.world_model = world_model
-        self.convert_to_functional(critic, "critic", create_target_params=True)
+        self.actor_network = actor_network
+        self.imagination, self.reward_model, self.discount_model = imagination, reward_model, discount_model
+        self.convert_to_functional(value_network, "value_network", create_target_params=True)
+        self.make_value_estimator()  # built now, so a checkpoint's state dict always holds it
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass
+        if self._value_estimator is not None:
+            self._value_estimator.set_keys(value=self.tensor_keys.value, reward=self.tensor_keys.reward,
+                                           **({"discount": self.tensor_keys.discount}
+                                              if isinstance(self._value_estimator, DreamerLambdaEstimator) else {}))
+
+    def make_value_estimator(self, value_type=None, **hyperparams):
+        """``TDLambda`` (default): :class:`~latentrl.objectives.value.DreamerLambdaEstimator` with the loss's λ.
+
+        A ``ValueEstimatorBase`` instance or subclass is used as given (e.g.
+        TorchRL's ``TDLambdaEstimator``, which discounts by a scalar γ).
+        """
+        if value_type is None:
+            value_type = self.default_value_estimator
+        if isinstance(value_type, ValueEstimatorBase) or (
+            isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase)
+        ):
+            super().make_value_estimator(value_type, **hyperparams)
+        elif value_type == ValueEstimators.TDLambda:
+            hyperparams.setdefault("lmbda", self.lmbda)
+            self._value_estimator = DreamerLambdaEstimator(**hyperparams)
+            self.value_type = value_type
+        else:
+            raise NotImplementedError(f"DreamerActorCriticLoss: value estimator {value_type} is not supported (TDLambda)")
+        self._forward_value_estimator_keys()
+        return self
 
     def make_target_updater(self) -> HardUpdateEvery:
         """The slow critic's updater: call ``.step()`` after every update (copies every ``target_update_interval``)."""
         return HardUpdateEvery(self, value_network_update_interval=self.target_update_interval)
 
-    def _value(self, params, feature: torch.Tensor) -> torch.Tensor:
-        with params.to_module(self.critic):
-            return self.critic(feature)
+    def _value(self, params: TensorDictBase, td: TensorDictBase) -> torch.Tensor:
+        with params.to_module(self.value_network):
+            return self.value_network(td.select(*self.value_network.in_keys)).get(self.tensor_keys.value)
 
-    def imagine(self, deter: torch.Tensor, stoch: torch.Tensor) -> TensorDict:
-        """Imagined trajectories ``[N, H+1]`` from the flattened, detached start states, with rewards and discounts."""
-        wm = self.world_model
-        start_h = deter.reshape(-1, deter.shape[-1]).detach()
-        start_s = stoch.reshape(-1, stoch.shape[-1]).detach()
-        with _frozen(wm):
-            traj = wm.rssm.imagine(lambda f: self.actor(f.detach(), explore=True), start_h, start_s, self.horizon)
-            feature = traj.get("feature")
-            traj.set("reward", wm.predict_reward(feature))
-            discount = wm.predict_discount(feature, self.gamma)
+    def imagine(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Imagined trajectories ``[N, H]`` from the flattened, detached start states, with rewards and discounts."""
+        keys = self.tensor_keys
+        start = tensordict.select(keys.deter, keys.stoch).reshape(-1).detach()
+        with _frozen(self.imagination, self.reward_model, self.discount_model), set_exploration_type(ExplorationType.RANDOM):
+            traj = self.imagination.rollout(start, self.actor_network, self.horizon)
+            reward = self.reward_model(traj.select(*self.reward_model.in_keys)).get(keys.predicted_reward)
+            if self.discount_model is None:
+                discount = torch.full_like(reward, self.gamma)
+            else:
+                logit = self.discount_model(traj.select(*self.discount_model.in_keys)).get(keys.discount_logit)
+                discount = torch.sigmoid(logit)
             # the start states are posterior states of replayed observations, never terminal in
             # TorchRL's layout (a terminal observation only appears under "next"): their true
             # discount is gamma, used in place of the prediction as in the authors' code
             discount = torch.cat([torch.full_like(discount[:, :1], self.gamma), discount[:, 1:]], 1)
-            traj.set("discount", discount)
+        traj.set(("next", keys.reward), reward)
+        traj.set(("next", keys.discount), discount)
+        never = torch.zeros_like(reward, dtype=torch.bool)  # continuation lives in the discount
+        traj.set(("next", "done"), never)
+        traj.set(("next", "terminated"), never)
         return traj
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
-        traj = self.imagine(tensordict.get(keys.deter), tensordict.get(keys.stoch))
-        feature, action = traj.get("feature"), traj.get("action")  # [N, H+1, F], [N, H+1, A]
-        reward, discount = traj.get("reward"), traj.get("discount")  # [N, H+1, 1]
+        traj = self.imagine(tensordict)  # [N, H]: z_t, a_t, and z_{t+1}, r_t, γ_t under "next"
+        reward, discount = traj.get(("next", keys.reward)), traj.get(("next", keys.discount))
         # the slow critic's parameters are buffers: its values pass gradient to the features only
-        target_value = self._value(self.target_critic_params.detach(), feature)
-        # V^λ_t for t = 0..H-1 with r_t, γ_t read from z_t and v(z_{t+1}) bootstrapping
-        target = lambda_return(reward[:, :-1], target_value[:, 1:], discount[:, :-1], self.lmbda, time_dim=-2)
-        weight = imagination_weights(discount, time_dim=-2)[:, :-1]  # [N, H, 1]
+        next_value = self._value(self.target_value_network_params.detach(), traj.get("next"))
+        traj.set(("next", keys.value), next_value)
+        target = self.value_estimator.value_estimate(traj, next_value=next_value, time_dim=traj.ndim - 1)
+        weight = imagination_weights(discount, time_dim=-2)  # [N, H, 1]
 
-        dist = self.actor.dist(feature[:, :-1].detach())
-        log_prob = dist.log_prob(action[:, :-1].detach()).unsqueeze(-1)
+        dist = self.actor_network.build_dist_from_params(traj)  # the rollout's parameters: π(·|sg(z_t))
+        log_prob = dist.log_prob(traj.get(keys.action).detach()).unsqueeze(-1)
         entropy = dist.entropy().unsqueeze(-1)
-        with torch.no_grad():
-            baseline = self._value(self.critic_params, feature[:, :-1])
-        loss_actor = dreamer_actor_loss(log_prob, entropy, target, baseline, weight, self.rho, self.entropy_coef)
-        value = self._value(self.critic_params, feature[:, :-1].detach())
+        value = self._value(self.value_network_params, traj.select(keys.deter, keys.stoch).detach())
+        loss_actor = dreamer_actor_loss(log_prob, entropy, target, value.detach(), weight, self.rho, self.entropy_coef)
         loss_critic = dreamer_critic_loss(value, target.detach(), weight)
+        traj.set(keys.lambda_target, target.detach())
+        traj.set(keys.weight, weight)
+        traj.set(keys.value, value.detach())
+        tensordict.set(keys.imagination, traj.reshape(*tensordict.batch_size, self.horizon))
         with torch.no_grad():
             out = {
                 "entropy": entropy.mean(),

@@ -25,14 +25,24 @@ posterior (resetting at ``is_init``) and sums
                  ``alpha = 0.8``, ``kl_scale = 0.1``, free nats optional (0 on Atari,
                  1 on DMC) (Hafner et al. 2020, DreamerV2, Algorithm 2, Table D.1)
   ``dreamer_v3`` ``dyn_scale * max(1, KL(sg(q) || p)) + rep_scale * max(1, KL(q || sg(p)))``,
-                 1.0 and 0.1, free bits on the KL summed over the 32 latents, 1%
-                 unimix (Hafner et al. 2023, DreamerV3, eq. 5); categorical latent
+                 1.0 and 0.1, free bits on the KL summed over the 32 latents
+                 (Hafner et al. 2023, DreamerV3, eq. 5); categorical latent, with
+                 the 1% unimix in the RSSM (``RSSM(unimix=0.01)``), whose logits carry it
   =============  ===================================================================
 
 Each term is also scaled by ``*_scale`` (DreamerV2 Atari: ``discount_scale=5``).
-``forward`` also writes the posterior states ``"deter"`` ``[B, T, deter]`` and
-``"stoch"`` ``[B, T, stoch]`` (with gradients; detach them to start
-imagination, as Dreamer does) into the input TensorDict.
+
+The loss reads keys only. It builds the ``[B, T + 1]`` sequence
+(``observation``, ``action``, ``is_init``), runs the ``world_model`` module on
+it (any ``TensorDictModuleBase``, e.g.
+:class:`~latentrl.modules.world_model.WorldModel`, or TorchRL parts with the
+same keys) and reads what it wrote: ``reco_observation``,
+``predicted_reward``, ``discount_logit`` (its loss is added when the key is
+there), and the latent stats under ``prior``/``posterior`` (``mean``/``std``:
+Gaussian, ``logits``: categorical). ``forward`` also writes the posterior
+states ``deter`` ``[B, T, deter]`` and ``stoch`` ``[B, T, stoch]`` (with
+gradients; detach them to start imagination, as Dreamer does) into the input
+TensorDict. Every key is set by ``set_keys``.
 """
 from __future__ import annotations
 
@@ -45,8 +55,9 @@ from torch import distributions as D
 from torch.nn import functional as F
 from torchrl.objectives import LossModule
 
-from latentrl.modules.distributions import UnimixOneHotCategorical
-from latentrl.modules.world_model import WorldModel
+from tensordict.nn import TensorDictModuleBase
+
+from latentrl.modules.distributions import StraightThroughOneHotCategorical
 
 from .functional import kl_balanced, kl_dyn_rep, kl_free_nats
 
@@ -56,12 +67,12 @@ __all__ = ["WorldModelLoss", "KL_PRESETS"]
 KL_PRESETS = {
     "planet": dict(kl_scale=1.0, free_nats=3.0, discount=0.995),
     "dreamer_v2": dict(kl_scale=0.1, free_nats=0.0, kl_balance=0.8, discount=0.995),
-    "dreamer_v3": dict(dyn_scale=1.0, rep_scale=0.1, free_bits=1.0, unimix=0.01, discount=1.0),
+    "dreamer_v3": dict(dyn_scale=1.0, rep_scale=0.1, free_bits=1.0, discount=1.0),
 }
 _PRESET_KEYS = {
     "planet": ("kl_scale", "free_nats"),
     "dreamer_v2": ("kl_scale", "free_nats", "kl_balance"),
-    "dreamer_v3": ("dyn_scale", "rep_scale", "free_bits", "unimix"),
+    "dreamer_v3": ("dyn_scale", "rep_scale", "free_bits"),
 }
 
 
@@ -72,23 +83,24 @@ def _gaussian_nll(mean: torch.Tensor, target: torch.Tensor, event_dims: int) -> 
 
 
 class WorldModelLoss(LossModule):
-    """Reconstruction, reward, discount and a preset KL term for a :class:`~latentrl.modules.world_model.WorldModel`.
+    """Reconstruction, reward, discount and a preset KL term for a keyed world model.
 
     Args:
-        world_model: the model (its RSSM latent must fit the preset: Gaussian
-            or categorical for ``planet``/``dreamer_v2``, categorical for
-            ``dreamer_v3``).
-        kl: ``"planet"``, ``"dreamer_v2"`` or ``"dreamer_v3"`` (see the module docstring).
+        world_model: a ``TensorDictModuleBase`` reading ``observation``,
+            ``action``, ``is_init`` over ``[B, T + 1]`` and writing the keys
+            listed in the module docstring (e.g. :func:`~latentrl.modules.world_model.make_world_model`).
+        kl: ``"planet"``, ``"dreamer_v2"`` or ``"dreamer_v3"`` (see the module docstring;
+            ``dreamer_v3`` needs categorical latents).
         kl_scale, free_nats, kl_balance: ``planet``/``dreamer_v2`` parameters.
-        dyn_scale, rep_scale, free_bits, unimix: ``dreamer_v3`` parameters;
-            ``unimix`` must equal the RSSM's.
+        dyn_scale, rep_scale, free_bits: ``dreamer_v3`` parameters.
         discount: discount target inside an episode (0.995; DreamerV3's continue flag: 1.0).
         reco_scale, reward_scale, discount_scale: weights of the other terms.
-        sample: sample the posterior (True, training) or use its mode.
 
-    Input keys (``set_keys``): ``observation``, ``next_observation``
+    Keys (``set_keys``): data ``observation``, ``next_observation``
     (``("next", "observation")``), ``action``, ``reward`` (``("next", "reward")``),
-    ``terminated`` (``("next", "terminated")``), ``is_init``.
+    ``terminated`` (``("next", "terminated")``), ``is_init``; the model's
+    ``reco_observation``, ``predicted_reward``, ``discount_logit``, ``prior``,
+    ``posterior``, ``deter``, ``stoch``.
     """
 
     @dataclass
@@ -99,6 +111,11 @@ class WorldModelLoss(LossModule):
         reward: NestedKey = ("next", "reward")
         terminated: NestedKey = ("next", "terminated")
         is_init: NestedKey = "is_init"
+        reco_observation: NestedKey = "reco_observation"
+        predicted_reward: NestedKey = "predicted_reward"
+        discount_logit: NestedKey = "discount_logit"
+        prior: NestedKey = "prior"
+        posterior: NestedKey = "post"
         deter: NestedKey = "deter"
         stoch: NestedKey = "stoch"
 
@@ -108,7 +125,7 @@ class WorldModelLoss(LossModule):
 
     def __init__(
         self,
-        world_model: WorldModel,
+        world_model: TensorDictModuleBase,
         kl: str = "dreamer_v2",
         *,
         kl_scale: float | None = None,
@@ -117,18 +134,16 @@ class WorldModelLoss(LossModule):
         dyn_scale: float | None = None,
         rep_scale: float | None = None,
         free_bits: float | None = None,
-        unimix: float | None = None,
         discount: float | None = None,
         reco_scale: float = 1.0,
         reward_scale: float = 1.0,
         discount_scale: float = 1.0,
-        sample: bool = True,
     ):
         super().__init__()
         if kl not in KL_PRESETS:
             raise ValueError(f"WorldModelLoss: `kl` must be one of {sorted(KL_PRESETS)}, got {kl!r}")
         given = dict(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, dyn_scale=dyn_scale,
-                     rep_scale=rep_scale, free_bits=free_bits, unimix=unimix)
+                     rep_scale=rep_scale, free_bits=free_bits)
         for name, value in given.items():
             if value is not None and name not in _PRESET_KEYS[kl]:
                 raise ValueError(
@@ -138,15 +153,6 @@ class WorldModelLoss(LossModule):
         params.update({k: v for k, v in given.items() if v is not None})
         if discount is not None:
             params["discount"] = discount
-        rssm = world_model.rssm
-        if kl == "dreamer_v3":
-            if rssm.latent != "categorical":
-                raise ValueError("WorldModelLoss: kl='dreamer_v3' needs a categorical RSSM latent (latent='categorical')")
-            if abs(params["unimix"] - rssm.unimix) > 1e-12:
-                raise ValueError(
-                    f"WorldModelLoss: `unimix` ({params['unimix']}) must equal the RSSM's ({rssm.unimix}); "
-                    "build the RSSM with unimix=0.01 for DreamerV3"
-                )
         if kl == "dreamer_v2" and not 0.0 <= params["kl_balance"] <= 1.0:
             raise ValueError(f"WorldModelLoss: `kl_balance` must be in [0, 1], got {params['kl_balance']}")
         if not 0.0 <= params["discount"] <= 1.0:
@@ -158,27 +164,31 @@ class WorldModelLoss(LossModule):
         self.kl = kl
         self.params = params
         self.reco_scale, self.reward_scale, self.discount_scale = float(reco_scale), float(reward_scale), float(discount_scale)
-        self.sample = sample
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
 
     # ----------------------------------------------------------------- terms
-    def kl_term(self, post: dict, prior: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss, KL(q || p) per step [B, T])`` of the preset, from the RSSM's stats dicts.
+    @staticmethod
+    def latent_dist_fn(stats: TensorDictBase):
+        """``(parameters, dist_fn)`` of the latent from its stats: ``mean``/``std`` (Gaussian) or ``logits``."""
+        if "logits" in stats.keys():
+            return (stats.get("logits"),), lambda logits: D.Independent(StraightThroughOneHotCategorical(logits=logits), 1)
+        if "mean" in stats.keys() and "std" in stats.keys():
+            return (stats.get("mean"), stats.get("std")), lambda mean, std: D.Independent(D.Normal(mean, std), 1)
+        raise KeyError(f"WorldModelLoss: latent stats need 'logits' or 'mean' and 'std', got {sorted(stats.keys())}")
 
-        Categorical KLs are between the distributions the RSSM samples from,
-        so with ``unimix > 0`` both sides are mixed (DreamerV3), for every preset.
+    def kl_term(self, post: TensorDictBase, prior: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, KL(q || p) per step [B, T])`` of the preset, from the latent stats.
+
+        Categorical KLs are between the distributions the RSSM samples from
+        (its logits include any unimix, DreamerV3).
         """
-        rssm = self.world_model.rssm
         p = self.params
-        if rssm.latent == "gaussian":
-            q, pr = (post["mean"], post["std"]), (prior["mean"], prior["std"])
-            dist_fn = lambda mean, std: D.Independent(D.Normal(mean, std), 1)  # noqa: E731
-        else:
-            q, pr = (post["logits"],), (prior["logits"],)
-            # the distributions the RSSM samples from: with unimix, (1 - unimix) softmax + unimix / K
-            dist_fn = lambda logits: D.Independent(UnimixOneHotCategorical(logits, unimix=rssm.unimix), 1)  # noqa: E731
+        q, dist_fn = self.latent_dist_fn(post)
+        pr, _ = self.latent_dist_fn(prior)
+        if self.kl == "dreamer_v3" and len(q) != 1:
+            raise ValueError("WorldModelLoss: kl='dreamer_v3' needs a categorical latent (stats with 'logits')")
         with torch.no_grad():
             value = D.kl_divergence(dist_fn(*q), dist_fn(*pr))
         if self.kl == "planet":
@@ -186,7 +196,7 @@ class WorldModelLoss(LossModule):
         elif self.kl == "dreamer_v2":
             loss = p["kl_scale"] * kl_balanced(q, pr, dist_fn, alpha=p["kl_balance"], free_nats=p["free_nats"])
         else:
-            dyn, rep = kl_dyn_rep(post["logits"], prior["logits"], p["dyn_scale"], p["rep_scale"], p["free_bits"], p["unimix"])
+            dyn, rep = kl_dyn_rep(q[0], pr[0], p["dyn_scale"], p["rep_scale"], p["free_bits"], unimix=0.0)
             loss = dyn + rep
         return loss, value
 
@@ -197,7 +207,6 @@ class WorldModelLoss(LossModule):
             raise ValueError(
                 f"WorldModelLoss: expected a TensorDict of batch [B, T] (sequences, time last), got batch {list(tensordict.batch_size)}"
             )
-        wm = self.world_model
         B, T = tensordict.batch_size
         obs = tensordict.get(keys.observation)
         obs = torch.cat([obs, tensordict.get(keys.next_observation)[:, -1:]], 1)  # [B, T+1, ...]
@@ -211,20 +220,17 @@ class WorldModelLoss(LossModule):
         reward = tensordict.get(keys.reward).reshape(B, T, -1)[..., :1].to(obs.dtype)
         terminated = tensordict.get(keys.terminated).reshape(B, T).to(obs.dtype)
 
-        embed = wm.embed(obs)
-        states = wm.rssm.observe(embed, action, is_init, sample=self.sample)
-        feature = wm.rssm.features(states["deter"], states["stoch"])  # [B, T+1, F]
+        seq = TensorDict({keys.observation: obs, keys.action: action, keys.is_init: is_init.unsqueeze(-1)}, [B, T + 1])
+        seq = self.world_model(seq)
 
         event_dims = obs.ndim - 2
-        reco = _gaussian_nll(wm.decoder(feature), obs, event_dims).mean()
+        reco = _gaussian_nll(seq.get(keys.reco_observation), obs, event_dims).mean()
         # transition t -> t+1 is observed unless a reset starts at t+1
         valid = (~is_init[:, 1:]).to(obs.dtype)  # [B, T]
         count = valid.sum().clamp_min(1.0)
-        next_feature = feature[:, 1:]
-        reward_nll = _gaussian_nll(wm.predict_reward(next_feature)[..., 0], reward[..., 0], 0)
+        reward_nll = _gaussian_nll(seq.get(keys.predicted_reward)[:, 1:, 0], reward[..., 0], 0)
         reward_loss = (reward_nll * valid).sum() / count
-        post = {k: v for k, v in states["post"].items()}
-        prior = {k: v for k, v in states["prior"].items()}
+        post, prior = seq.get(keys.posterior), seq.get(keys.prior)
         kl_loss, kl_value = self.kl_term(post, prior)
 
         out = {
@@ -232,17 +238,19 @@ class WorldModelLoss(LossModule):
             "loss_model_reco": self.reco_scale * reco,
             "loss_model_reward": self.reward_scale * reward_loss,
         }
-        if wm.discount is not None:
+        logit = seq.get(keys.discount_logit, None)
+        if logit is not None:
             target = self.params["discount"] * (1.0 - terminated)
-            logit = wm.discount(next_feature)[..., 0]
-            bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+            bce = F.binary_cross_entropy_with_logits(logit[:, 1:, 0], target, reduction="none")
             out["loss_model_discount"] = self.discount_scale * (bce * valid).sum() / count
         with torch.no_grad():
+            q, dist_fn = self.latent_dist_fn(post)
+            pr, _ = self.latent_dist_fn(prior)
             out["kl"] = kl_value.mean()
             out["reco_nll"] = reco.detach()
             out["reward_nll"] = reward_loss.detach()
-            out["prior_entropy"] = wm.rssm.dist(prior).entropy().mean()
-            out["post_entropy"] = wm.rssm.dist(post).entropy().mean()
-        tensordict.set(keys.deter, states["deter"][:, :T])
-        tensordict.set(keys.stoch, states["stoch"][:, :T])
+            out["prior_entropy"] = dist_fn(*pr).entropy().mean()
+            out["post_entropy"] = dist_fn(*q).entropy().mean()
+        tensordict.set(keys.deter, seq.get(keys.deter)[:, :T])
+        tensordict.set(keys.stoch, seq.get(keys.stoch)[:, :T])
         return TensorDict(out, batch_size=[])

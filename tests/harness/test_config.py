@@ -73,3 +73,19 @@ def test_make_env_from_config_names_the_key():
     assert env.batch_size == (3,)
     with pytest.raises(ConfigError, match=r"(?s)config key 'env.name': unknown gym environment 'CartPol-v1'.*CartPole-v1"):
         make_env_from_config(OmegaConf.create({"env": {"name": "CartPol-v1"}, "device": "cpu"}), 1)
+
+
+def test_warns_when_threads_exceed_the_free_cores(monkeypatch):
+    import os
+
+    import pytest
+
+    from latentrl.harness import experiment
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with pytest.warns(RuntimeWarning, match="threads"):
+        assert experiment.warn_if_oversubscribed(2)
+    assert not experiment.warn_if_oversubscribed(1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not experiment.warn_if_oversubscribed(2)

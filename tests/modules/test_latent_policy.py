@@ -3,56 +3,64 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchrl.envs.utils import ExplorationType, set_exploration_type
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torchrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
 
 from latentrl.envs import make_recurrent_env
+from latentrl.modules.latent_policy import LatentPolicy
 from latentrl.modules.rssm import RSSM
-from latentrl.modules.world_model import LatentPolicy, WorldModel, make_world_model
+from latentrl.modules.world_model import WorldModel, make_world_model
 
 OBS, ACT, DET, STOCH = 5, 1, 8, 4  # dmc:cartpole-balance: 5 proprio features, 1 action
 SMALL = dict(deter_dim=DET, hidden_dim=8, stoch_dim=STOCH, units=8, layers=1, embed_dim=6)
 
 
 # ----------------------------------------------------------------- make_world_model
-def test_vector_world_model_shapes():
+def _sequence(B, T, obs_shape, A=2):
+    return TensorDict({"observation": torch.randn(B, T, *obs_shape), "action": torch.randn(B, T, A),
+                       "is_init": torch.zeros(B, T, 1, dtype=torch.bool)}, [B, T])
+
+
+def test_vector_world_model_keys_and_shapes():
     torch.manual_seed(0)
     wm = make_world_model([OBS], 2, **SMALL)
-    assert isinstance(wm, WorldModel) and wm.discount is None
-    assert wm.rssm.action_dim == 2 and wm.rssm.embed_dim == 6 and wm.feature_dim == DET + STOCH
-    obs = torch.randn(3, 7, OBS)
-    assert wm.embed(obs).shape == (3, 7, 6)
-    feat = torch.randn(3, 7, wm.feature_dim)
-    assert wm.decoder(feat).shape == (3, 7, OBS)
-    assert wm.predict_reward(feat).shape == (3, 7, 1)
-    disc = wm.predict_discount(feat, gamma=0.9)
-    assert disc.shape == (3, 7, 1) and torch.equal(disc, torch.full((3, 7, 1), 0.9))
+    assert isinstance(wm, WorldModel) and wm.discount_model is None
+    assert wm.rssm.action_dim == 2 and wm.rssm.embed_dim == 6 and wm.rssm.feature_dim == DET + STOCH
+    assert wm.in_keys == ["observation", "action", "is_init"]
+    assert {"embed", "deter", "stoch", "reco_observation", "predicted_reward"} <= set(wm.out_keys)
+    td = wm(_sequence(3, 7, (OBS,)))
+    assert td["embed"].shape == (3, 7, 6) and td["deter"].shape == (3, 7, DET)
+    assert td["reco_observation"].shape == (3, 7, OBS) and td["predicted_reward"].shape == (3, 7, 1)
+    assert ("post", "mean") in td.keys(True) and ("prior", "std") in td.keys(True)
 
 
-def test_discount_head_is_sigmoid_of_logit():
+def test_discount_head_writes_its_logit():
     torch.manual_seed(0)
     wm = make_world_model([OBS], 2, predict_discount=True, **SMALL)
-    assert wm.discount is not None
-    feat = torch.randn(4, wm.feature_dim)
-    logit = wm.discount(feat)
-    out = wm.predict_discount(feat, gamma=0.9)  # gamma is ignored with a head
-    assert out.shape == (4, 1)
-    torch.testing.assert_close(out, torch.sigmoid(logit))
-    assert not torch.allclose(out, torch.full_like(out, 0.9))
+    td = wm(_sequence(2, 3, (OBS,)))
+    assert td["discount_logit"].shape == (2, 3, 1)
+    torch.testing.assert_close(td["discount_logit"], wm.discount_model.module(td["deter"], td["stoch"]))
 
 
 def test_image_world_model_shapes():
     torch.manual_seed(0)
     wm = make_world_model([3, 64, 64], 2, cnn_channels=4, **SMALL)
-    obs = torch.rand(2, 3, 64, 64)
-    e = wm.embed(obs)
-    assert e.shape[:-1] == (2,) and e.shape[-1] == wm.rssm.embed_dim
-    feat = torch.randn(2, wm.feature_dim)
-    assert wm.decoder(feat).shape == (2, 3, 64, 64)
-    assert wm.predict_reward(feat).shape == (2, 1)
-    # the full filtering path runs on the image embedding
-    h, s = wm.rssm.initial_state(2)
-    h, _, post = wm.rssm.obs_step(h, s, torch.zeros(2, 2), e)
-    assert h.shape == (2, DET) and wm.rssm.sample_state(post).shape == (2, STOCH)
+    td = wm(_sequence(2, 2, (3, 64, 64)))
+    assert td["embed"].shape[:-1] == (2, 2) and td["embed"].shape[-1] == wm.rssm.embed_dim
+    assert td["reco_observation"].shape == (2, 2, 3, 64, 64) and td["predicted_reward"].shape == (2, 2, 1)
+
+
+def test_categorical_heads_equal_dense_linear_layers():
+    """The categorical heads' first layer skips the one-hot multiply-adds; the output is nn.Linear's."""
+    torch.manual_seed(0)
+    wm = make_world_model([OBS], 2, latent="categorical", num_vars=8, num_classes=16, **SMALL)
+    td = wm(_sequence(64, 4, (OBS,)))  # 256 rows: above the gather's threshold
+    head = wm.reward_model.module
+    dense = torch.nn.functional.linear(torch.cat([td["deter"], td["stoch"]], -1), head.first.weight, head.first.bias)
+    torch.testing.assert_close(head.first(td["deter"], td["stoch"]), dense)
+    with pytest.raises(ValueError, match="one-hot"):
+        head.first(td["deter"], torch.rand_like(td["stoch"]))
 
 
 def test_bad_observation_shape_raises():
@@ -67,16 +75,17 @@ def test_bad_observation_shape_raises():
 
 
 # ----------------------------------------------------------------- LatentPolicy
-class Act:
-    """A deterministic act_fn of (h, s) that records the explore flags it receives."""
+class Act(torch.nn.Module):
+    """A deterministic actor of (h, s) that records whether TorchRL's exploration type asks it to explore."""
 
     def __init__(self):
+        super().__init__()
         g = torch.Generator().manual_seed(1)
         self.w = torch.randn(DET + STOCH, ACT, generator=g)
         self.explore = []
 
-    def __call__(self, h, s, explore):
-        self.explore.append(explore)
+    def forward(self, h, s):
+        self.explore.append(exploration_type() in (ExplorationType.RANDOM, None))
         return self.expected(h, s)
 
     def expected(self, h, s):
@@ -87,7 +96,8 @@ def make_policy(**kw):
     torch.manual_seed(0)
     wm = make_world_model([OBS], ACT, **SMALL)
     act = Act()
-    return LatentPolicy(wm, act, **kw), wm, act
+    actor = TensorDictModule(act, in_keys=["deter", "stoch"], out_keys=[kw.get("action_key", "action")])
+    return LatentPolicy(wm.encoder, wm.rssm, actor, **kw), wm, act
 
 
 def make_env(policy, num_envs=2):
@@ -121,7 +131,7 @@ def test_latent_policy_in_env_carries_and_updates_state():
         expected += [rssm.img_step(h[:, t - 1], s[:, t - 1], a[:, t - 1])[0] for t in range(1, 6)]
         torch.testing.assert_close(h, torch.stack(expected, 1))
         # s_t is a sample of the posterior q(s_t | h_t, e_t), not its mean
-        post = rssm._stats(rssm.post_net(torch.cat([h, wm.embed(r["observation"])], -1)))
+        post = rssm._stats(rssm.post_net(torch.cat([h, wm.encoder.module(r["observation"])], -1)))
         z = (s - post["mean"]) / post["std"]
         assert (z.abs() > 1e-4).any() and z.abs().max() < 6
         # the action is act_fn(h_t, s_t)
@@ -138,7 +148,7 @@ def test_latent_policy_matches_rssm_observe_with_posterior_mode(monkeypatch):
     env = make_env(policy)
     with torch.no_grad():
         r = env.rollout(6, policy, break_when_any_done=False)
-        ref = rssm.observe(wm.embed(r["observation"]), r["action"], r["is_init"], sample=False)
+        ref = rssm.observe(wm.encoder.module(r["observation"]), r["action"], r["is_init"], sample=False)
     torch.testing.assert_close(r["next", "rssm_deter"], ref["deter"])
     torch.testing.assert_close(r["next", "rssm_stoch"], ref["stoch"])
 
@@ -204,4 +214,4 @@ def test_latent_policy_keys():
     primer = policy.make_tensordict_primer()
     assert {k: tuple(v.shape) for k, v in primer.primers.items()} == {"d": (DET,), "s": (STOCH,), "a": (ACT,)}
     with pytest.raises(ValueError, match="state_keys"):
-        LatentPolicy(policy.world_model, policy.act_fn, state_keys=("d", "s"))
+        LatentPolicy(policy.encoder, policy.rssm, policy.actor, state_keys=("d", "s"))

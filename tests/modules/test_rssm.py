@@ -3,10 +3,34 @@ import torch
 from torch import distributions as D
 
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from latentrl.modules.rssm import RSSM, RSSMObserve
+from latentrl.modules.rssm import RSSM
+from latentrl.modules.world_model import RSSMImagine, RSSMObserve
 
 B, T, E, A, DET, HID = 3, 6, 5, 2, 16, 24
+
+
+class TanhPolicy(torch.nn.Module):
+    """a = tanh(W [h, s]), as a keyed module reading the latent state."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(features, A)
+
+    def forward(self, deter, stoch):
+        return torch.tanh(self.linear(torch.cat([deter, stoch], -1)))
+
+
+def keyed_policy(m: RSSM) -> TensorDictModule:
+    return TensorDictModule(TanhPolicy(m.feature_dim), in_keys=["deter", "stoch"], out_keys=["action"])
+
+
+def imagine(m: RSSM, policy, start_h, start_s, horizon):
+    start = TensorDict({"deter": start_h, "stoch": start_s}, start_h.shape[:-1])
+    with set_exploration_type(ExplorationType.RANDOM):
+        return RSSMImagine(m).rollout(start, policy, horizon)
 
 
 def make(latent: str, **kw) -> RSSM:
@@ -41,13 +65,17 @@ def test_observe_and_imagine_shapes(latent):
         assert d.event_shape == (3, 4) and d.batch_shape == (B, T)
         s = out["stoch"].unflatten(-1, (3, 4))
         assert torch.equal(s.sum(-1), torch.ones(B, T, 3))  # one-hot per variable in the forward pass
-    policy = torch.nn.Linear(m.feature_dim, A)
+    policy = keyed_policy(m)
     start_h, start_s = out["deter"].reshape(-1, DET), out["stoch"].reshape(-1, S)
-    im = m.imagine(lambda f: torch.tanh(policy(f)), start_h, start_s, horizon=5)
-    assert im.batch_size == torch.Size([B * T, 6])
-    assert im["deter"].shape == (B * T, 6, DET) and im["stoch"].shape == (B * T, 6, S)
-    assert im["feature"].shape == (B * T, 6, DET + S) and im["action"].shape == (B * T, 6, A)
+    im = imagine(m, policy, start_h, start_s, horizon=5)
+    assert im.batch_size == torch.Size([B * T, 5])  # TorchRL's layout: z_t, a_t and "next" z_{t+1}
+    assert im["deter"].shape == (B * T, 5, DET) and im["stoch"].shape == (B * T, 5, S)
+    assert im["next", "deter"].shape == (B * T, 5, DET) and im["action"].shape == (B * T, 5, A)
     assert torch.equal(im["deter"][:, 0], start_h) and torch.equal(im["stoch"][:, 0], start_s)
+    torch.testing.assert_close(im["deter"][:, 1:], im["next", "deter"][:, :-1])
+    # every next state is the prior step from the state and the policy's action
+    h1, _ = m.img_step(start_h, start_s, im["action"][:, 0])
+    torch.testing.assert_close(im["next", "deter"][:, 0], h1)
     # step functions accept any leading batch shape
     h, s = m.initial_state((2, 3))
     h2, prior, post = m.obs_step(h, s, torch.zeros(2, 3, A), torch.zeros(2, 3, E))
@@ -146,12 +174,12 @@ def test_imagine_gradients_reach_policy(latent):
     out = m.observe(embed, action)
     start_h = out["deter"].reshape(-1, DET).detach()
     start_s = out["stoch"].reshape(-1, m.stoch_flat).detach()
-    policy = torch.nn.Linear(m.feature_dim, A)
-    im = m.imagine(lambda f: torch.tanh(policy(f)), start_h, start_s, horizon=4)
+    policy = keyed_policy(m)
+    im = imagine(m, policy, start_h, start_s, horizon=4)
     # a loss on the imagined states only (not on the actions directly): the gradient must
     # flow through the dynamics, the actions and the prior samples back into the policy.
-    im["feature"][:, 1:].pow(2).sum().backward()
-    assert policy.weight.grad.abs().sum() > 0
+    (im["next", "deter"].pow(2).sum() + im["next", "stoch"].pow(2).sum()).backward()
+    assert policy.module.linear.weight.grad.abs().sum() > 0
     assert m.img_in[0].weight.grad.abs().sum() > 0
     assert m.prior_net[-1].weight.grad.abs().sum() > 0  # through the rsample / straight-through samples
 
@@ -179,10 +207,10 @@ def test_unimix_probs_at_least_unimix_over_classes():
         probs = m.dist(out[k]).base_dist.probs
         assert probs.min() >= 0.01 / 4 - 1e-7
         torch.testing.assert_close(probs.sum(-1), torch.ones(B, T, 3))
-    # without unimix the same logits give (near-)zero probabilities
+    # without unimix the same parameters give (near-)zero probabilities
     m0 = make("categorical")
     m0.load_state_dict(m.state_dict())
-    assert m0.dist(out["post"]).base_dist.probs.min() < 0.01 / 4
+    assert m0.dist(m0.observe(embed, action)["post"]).base_dist.probs.min() < 0.01 / 4
 
 
 def test_unimix_and_latent_validation():
@@ -212,6 +240,7 @@ def test_deterministic_path_is_gru_over_state_and_previous_action():
     h, s, a = torch.randn(B, DET), torch.randn(B, 4), torch.randn(B, A)
     h_next, prior = m.img_step(h, s, a)
     torch.testing.assert_close(h_next, m.gru(m.img_in(torch.cat([s, a], -1)), h))
+    torch.testing.assert_close(m.filter_step(h, s, a, embed[:, 0])[0], h_next)
     torch.testing.assert_close(prior["mean"], m.prior_net(h_next)[:, :4])
     # h_t does not depend on e_t (only the posterior does)
     e2 = embed.clone()
@@ -234,3 +263,53 @@ def test_tensordict_wrapper_matches_observe():
     ref = m.observe(embed, action, is_init, sample=False)
     for key in module.out_keys:
         torch.testing.assert_close(out[key].reshape(ref[key].shape), ref[key])
+
+
+@pytest.mark.parametrize("latent", ["gaussian", "categorical"])
+@pytest.mark.parametrize("unimix", [0.0, 0.01])
+def test_observe_equals_the_step_by_step_recursion(latent, unimix):
+    """observe() (shares of the first layers and the prior head out of the loop) is obs_step() repeated."""
+    if latent == "gaussian" and unimix:
+        pytest.skip("unimix is categorical")
+    m = make(latent, unimix=unimix)
+    embed, action = inputs()
+    embed.requires_grad_()
+    is_init = torch.zeros(B, T, 1, dtype=torch.bool)
+    is_init[1, 3] = True
+    torch.manual_seed(7)
+    fast = m.observe(embed, action, is_init)
+    torch.manual_seed(7)
+    h, s = m.initial_state(B)
+    a = torch.zeros(B, A)
+    rows = []
+    for t in range(T):
+        keep = (~is_init[:, t]).float()
+        h, s, a = h * keep, s * keep, a * keep
+        h, prior, post = m.obs_step(h, s, a, embed[:, t])
+        s = m.sample_state(post)
+        rows.append((h, s, prior, post))
+        a = action[:, t]
+    torch.testing.assert_close(fast["deter"], torch.stack([r[0] for r in rows], 1))
+    torch.testing.assert_close(fast["stoch"], torch.stack([r[1] for r in rows], 1))
+    for i, name in ((2, "prior"), (3, "post")):
+        for k in rows[0][i]:
+            torch.testing.assert_close(fast[name, k], torch.stack([r[i][k] for r in rows], 1))
+    # and the gradients agree
+    prior_sum = lambda stats: sum(v.sum() for v in stats.values())  # noqa: E731
+    g_fast = torch.autograd.grad(fast["deter"].sum() + fast["stoch"].pow(2).sum() + prior_sum(fast["prior"]),
+                                 [embed, *m.parameters()])
+    slow = (torch.stack([r[0] for r in rows], 1).sum() + torch.stack([r[1] for r in rows], 1).pow(2).sum()
+            + sum(prior_sum(r[2]) for r in rows))
+    g_slow = torch.autograd.grad(slow, [embed, *m.parameters()])
+    for x, y in zip(g_fast, g_slow):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_categorical_samples_follow_the_probabilities():
+    """The inverse-CDF sampler draws each class with its probability (chi-square-sized tolerance)."""
+    m = make("categorical")
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])).expand(20000, 3, 4)
+    torch.manual_seed(0)
+    s = m.sample_state({"logits": logits}).unflatten(-1, (3, 4))
+    freq = s.mean(0)
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.2, 0.3, 0.4]).expand(3, 4), atol=0.012, rtol=0)

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from latentrl.modules.world_model import make_world_model
-from latentrl.objectives.dreamer import DreamerActor, DreamerActorCriticLoss, make_critic
+from latentrl.modules.actor_critic import make_dreamer_actor, make_dreamer_critic
+from latentrl.modules.world_model import RSSMImagine, make_world_model
+from latentrl.objectives.dreamer import DreamerActorCriticLoss
 from latentrl.objectives.functional import (
     dreamer_actor_loss,
     dreamer_critic_loss,
@@ -129,9 +130,10 @@ def start_states(B=2, T=3, seed=0):
 def build(discrete=True, horizon=4, **kwargs):
     torch.manual_seed(0)
     wm = tiny_world_model()
-    actor = DreamerActor(FEAT, A, discrete=discrete, units=16, layers=1)
-    critic = make_critic(FEAT, units=16, layers=1)
-    loss = DreamerActorCriticLoss(actor, critic, wm, horizon=horizon, **kwargs)
+    actor = make_dreamer_actor(wm.rssm, A, discrete=discrete, units=16, layers=1)
+    critic = make_dreamer_critic(wm.rssm, units=16, layers=1)
+    loss = DreamerActorCriticLoss(actor, critic, RSSMImagine(wm.rssm), wm.reward_model, wm.discount_model,
+                                  horizon=horizon, discrete=discrete, **kwargs)
     return loss, wm, actor
 
 
@@ -172,9 +174,9 @@ def test_gradients_reach_actor_and_critic_only(discrete):
         assert p.requires_grad, name  # unfrozen again afterwards
     assert td["deter"].grad is None
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
-    for p in _params(loss.critic_params):
+    for p in _params(loss.value_network_params):
         assert p.grad is not None and p.grad.abs().sum() > 0
-    for p in _params(loss.target_critic_params):
+    for p in _params(loss.target_value_network_params):
         assert p.grad is None
 
 
@@ -183,10 +185,10 @@ def test_critic_loss_sends_no_gradient_to_the_actor_and_actor_loss_none_to_the_c
     out = loss(start_states())
     out["loss_critic"].backward(retain_graph=True)
     assert all(p.grad is None or (p.grad == 0).all() for p in actor.parameters())
-    for p in _params(loss.critic_params):
+    for p in _params(loss.value_network_params):
         p.grad = None
     out["loss_actor"].backward()
-    assert all(p.grad is None or (p.grad == 0).all() for p in _params(loss.critic_params))
+    assert all(p.grad is None or (p.grad == 0).all() for p in _params(loss.value_network_params))
 
 
 def test_rho_zero_actor_learns_through_the_dynamics():
@@ -201,23 +203,22 @@ def test_rho_zero_actor_learns_through_the_dynamics():
 def _by_hand(loss, td, seed):
     """Imagine with the loss's own rollout (same seed), then every quantity of the loss by hand."""
     torch.manual_seed(seed)
-    traj = loss.imagine(td["deter"], td["stoch"])
-    feature, action = traj["feature"].detach(), traj["action"].detach()
-    reward, discount = traj["reward"].detach(), traj["discount"].detach()
-    N, H1 = feature.shape[:2]
-    H = H1 - 1
-    target_critic = copy.deepcopy(loss.critic)
-    with loss.target_critic_params.detach().to_module(target_critic), torch.no_grad():
-        target_value = target_critic(feature)
-    with loss.critic_params.detach().to_module(target_critic), torch.no_grad():
-        value = target_critic(feature[:, :-1])
-    lam = _lambda_return_by_hand(reward[:, :-1], target_value[:, 1:], discount[:, :-1], loss.lmbda)
+    traj = loss.imagine(td).detach()  # [N, H]: z_t, a_t; z_{t+1}, r_t = r(z_t), γ_t under "next"
+    action = traj["action"]
+    reward, discount = traj["next", "reward"], traj["next", "discount"]
+    N, H = traj.shape
+    critic = copy.deepcopy(loss.value_network)
+    with loss.target_value_network_params.detach().to_module(critic), torch.no_grad():
+        target_value = critic(traj["next"].select("deter", "stoch").clone())["state_value"]  # v(z_{t+1})
+    with loss.value_network_params.detach().to_module(critic), torch.no_grad():
+        value = critic(traj.select("deter", "stoch").clone())["state_value"]
+    lam = _lambda_return_by_hand(reward, target_value, discount, loss.lmbda)
     weight = torch.ones(N, H, 1)
     for t in range(1, H):
         weight[:, t] = weight[:, t - 1] * discount[:, t - 1]
-    logits = loss.actor.net(feature[:, :-1])
+    logits = loss.actor_network.get_dist_params(traj.select("deter", "stoch").clone())["logits"]
     log_p = torch.log_softmax(logits, -1)
-    log_prob = (action[:, :-1] * log_p).sum(-1, keepdim=True)
+    log_prob = (action * log_p).sum(-1, keepdim=True)
     entropy = -(log_p.exp() * log_p).sum(-1, keepdim=True)
     rho, eta = loss.rho, loss.entropy_coef
     actor_loss = -(weight * (rho * log_prob * (lam - value) + (1 - rho) * lam + eta * entropy)).mean()
@@ -229,7 +230,7 @@ def test_discrete_rho_one_is_reinforce_with_slow_target_lambda_returns():
     loss, _, actor = build(discrete=True, horizon=4)
     # make the slow target differ from the critic, so that using the wrong one shows
     with torch.no_grad():
-        for p in _params(loss.target_critic_params):
+        for p in _params(loss.target_value_network_params):
             p.add_(0.5 * torch.randn_like(p))
     td = start_states()
     torch.manual_seed(123)
@@ -254,7 +255,7 @@ def test_lambda_return_bootstraps_from_the_slow_target():
     hand = _by_hand(loss, td, seed=7)
     # zero target critic: the λ-return is the discounted imagined reward sum only
     with torch.no_grad():
-        for p in _params(loss.target_critic_params):
+        for p in _params(loss.target_value_network_params):
             p.zero_()
     torch.manual_seed(7)
     after = loss(td)["lambda_return"].item()
@@ -264,14 +265,14 @@ def test_lambda_return_bootstraps_from_the_slow_target():
     assert before == pytest.approx(hand["lam"].mean().item(), rel=1e-5)
     assert abs(after - before) > 1e-4
     # the online critic's parameters are untouched by this
-    assert all(p.abs().sum() > 0 for p in _params(loss.critic_params))
+    assert all(p.abs().sum() > 0 for p in _params(loss.value_network_params))
 
 
 def test_slow_target_copied_every_interval():
     loss, _, _ = build(discrete=True, horizon=2, target_update_interval=3)
     upd = loss.make_target_updater()
-    initial = [p.detach().clone() for p in _params(loss.critic_params)]
-    opt = torch.optim.SGD(_params(loss.critic_params), lr=0.5)
+    initial = [p.detach().clone() for p in _params(loss.value_network_params)]
+    opt = torch.optim.SGD(_params(loss.value_network_params), lr=0.5)
     td = start_states()
 
     def equal(xs, ys):
@@ -282,8 +283,8 @@ def test_slow_target_copied_every_interval():
         loss(td)["loss_critic"].backward()
         opt.step()
         upd.step()
-        critic = [p.detach() for p in _params(loss.critic_params)]
-        target = [p.detach() for p in _params(loss.target_critic_params)]
+        critic = [p.detach() for p in _params(loss.value_network_params)]
+        target = [p.detach() for p in _params(loss.target_value_network_params)]
         assert not equal(critic, initial)  # the critic does learn
         if step % 3 == 0:
             assert equal(target, critic), step
@@ -295,13 +296,33 @@ def test_slow_target_copied_every_interval():
 
 def test_start_state_discount_is_gamma_and_later_ones_are_predicted():
     """The authors' code replaces the predicted discount of the (never terminal) start state by the true gamma."""
-    loss, _, _ = build(discrete=True, horizon=3, gamma=0.9)
+    loss, wm, _ = build(discrete=True, horizon=3, gamma=0.9)
     td = start_states()
     torch.manual_seed(0)
-    traj = loss.imagine(td["deter"], td["stoch"])
-    disc = traj["discount"]
+    traj = loss.imagine(td)
+    disc = traj["next", "discount"]
     assert torch.equal(disc[:, 0], torch.full_like(disc[:, 0], 0.9))
     with torch.no_grad():
-        predicted = torch.sigmoid(loss.world_model.discount(traj["feature"]))
+        predicted = torch.sigmoid(wm.discount_model(traj.select("deter", "stoch").clone())["discount_logit"])
     torch.testing.assert_close(disc[:, 1:], predicted[:, 1:])
     assert not torch.allclose(predicted[:, 0], disc[:, 0])
+
+
+def test_the_trajectory_is_written_by_keys_for_other_critic_losses():
+    loss, _, _ = build(discrete=False, horizon=3)
+    loss.set_keys(imagination="dream", lambda_target="V_lambda")
+    td = start_states(B=2, T=3)
+    loss(td)
+    traj = td["dream"]
+    assert traj.batch_size == (2, 3, 3)
+    for key in ("V_lambda", "weight", "state_value", "action", "loc", "scale", ("next", "state_value"),
+                ("next", "reward"), ("next", "discount"), ("next", "deter")):
+        assert key in traj.keys(True), key
+
+
+def test_unsupported_value_estimator_is_named():
+    from torchrl.objectives.utils import ValueEstimators
+
+    loss, _, _ = build()
+    with pytest.raises(NotImplementedError, match="GAE"):
+        loss.make_value_estimator(ValueEstimators.GAE)

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from latentrl.modules.world_model import make_world_model
@@ -47,16 +48,22 @@ def make_batch(B=2, T=4, seed=0):
 
 
 class Const(nn.Module):
-    """Outputs ``value`` of shape ``[*, out]`` for any feature (keeps a dependence on it for autograd)."""
+    """Outputs ``value`` of shape ``[*, out]`` for any (deter, stoch) (keeps a dependence on it for autograd)."""
 
     def __init__(self, value=0.0, out=1):
         super().__init__()
         self.value, self.out = float(value), out
         self.seen = None
 
-    def forward(self, feature):
+    def forward(self, *parts):
+        feature = torch.cat(parts, -1)
         self.seen = feature.detach().clone()
         return torch.full((*feature.shape[:-1], self.out), self.value) + 0.0 * feature[..., :1]
+
+
+def keyed(module, out_key):
+    """A head swapped in by keys: reads the latent state, writes ``out_key``."""
+    return TensorDictModule(module, in_keys=["deter", "stoch"], out_keys=[out_key])
 
 
 def _grad_nonzero(module):
@@ -86,7 +93,7 @@ def test_forward_outputs_and_gradients(preset):
     if preset != "planet":  # one-hot samples: each categorical sums to 1
         torch.testing.assert_close(td["stoch"].detach().unflatten(-1, (NV, NC)).sum(-1), torch.ones(B, T, NV))
     sum(out[k] for k in loss_keys).backward()
-    for name in ("encoder", "rssm", "decoder", "reward", "discount"):
+    for name in ("encoder", "rssm", "decoder", "reward_model", "discount_model"):
         assert _grad_nonzero(getattr(wm, name)), name
     # the deterministic path receives gradient as well
     assert _grad_nonzero(wm.rssm.gru)
@@ -182,7 +189,8 @@ def test_kl_term_dreamer_v3_unimix_free_bits_on_the_sum():
     assert (per_var[0, 1] < 1).all() and per_var[0, 1].sum() > 1
     kl = _cat_kl(mix(q), mix(p))  # [B, T], summed over the latents before the clamp
     expected = 1.0 * kl.clamp_min(1.0).mean() + 0.1 * kl.clamp_min(1.0).mean()
-    value, _ = loss.kl_term({"logits": q}, {"logits": p})
+    # the RSSM's stats carry its unimix: the logits of the mixed distribution
+    value, _ = loss.kl_term({"logits": mix(q).log()}, {"logits": mix(p).log()})
     assert value.item() == pytest.approx(expected.item(), rel=1e-10)
     # without unimix, or with the clamp per latent, the value would differ
     no_mix = _cat_kl(torch.softmax(q, -1), torch.softmax(p, -1)).clamp_min(1.0).mean() * 1.1
@@ -203,7 +211,8 @@ def test_kl_term_dreamer_v3_unimix_free_bits_on_the_sum():
 def test_reward_nll_on_valid_transitions_only():
     torch.manual_seed(0)
     wm = tiny_world_model("categorical")
-    wm.reward = Const(0.0)
+    head = Const(0.0)
+    wm.reward_model = keyed(head, "predicted_reward")
     loss = WorldModelLoss(wm, kl="dreamer_v2")
     B, T = 2, 5
     td = make_batch(B, T, seed=3)
@@ -220,16 +229,17 @@ def test_reward_nll_on_valid_transitions_only():
     assert out["reward_nll"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert out["loss_model_reward"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert expected.item() > 0.5 * 7.0**2 * (2 / valid.sum().item()) * 0.99  # the 7s are in it
-    # the reward head reads the state reached by each transition: h_{t+1}
-    seen = wm.reward.seen
-    assert seen.shape == (B, T, DETER + NV * NC)
-    torch.testing.assert_close(seen[:, : T - 1, :DETER], td["deter"][:, 1:].detach())
+    # the reward head runs on the T + 1 filtered states; the loss reads it at the state reached by
+    # each transition, h_{t+1}
+    seen = head.seen
+    assert seen.shape == (B, T + 1, DETER + NV * NC)
+    torch.testing.assert_close(seen[:, 1:T, :DETER], td["deter"][:, 1:].detach())
 
 
 def test_reward_scale():
     torch.manual_seed(0)
     wm = tiny_world_model("categorical")
-    wm.reward = Const(1.0)
+    wm.reward_model = keyed(Const(1.0), "predicted_reward")
     td = make_batch(2, 4, seed=5)
     out = WorldModelLoss(wm, kl="dreamer_v2", reward_scale=3.0)(td)
     r = td["next", "reward"][..., 0]
@@ -248,7 +258,7 @@ def _bce(logit, target):
 def test_discount_bce_by_hand(preset, gamma):
     torch.manual_seed(0)
     wm = tiny_world_model(**PRESETS[preset], predict_discount=True)
-    wm.discount = Const(0.3)
+    wm.discount_model = keyed(Const(0.3), "discount_logit")
     loss = WorldModelLoss(wm, kl=preset, discount_scale=2.0)
     B, T = 2, 4
     td = make_batch(B, T, seed=1)
@@ -263,7 +273,7 @@ def test_discount_bce_by_hand(preset, gamma):
 def test_discount_excludes_transitions_across_a_reset():
     torch.manual_seed(0)
     wm = tiny_world_model("categorical", predict_discount=True)
-    wm.discount = Const(-1.0)
+    wm.discount_model = keyed(Const(-1.0), "discount_logit")
     B, T = 2, 4
     td = make_batch(B, T, seed=2)
     td["is_init"][1, 2] = True  # transition (1, 1) leads into a reset: not observed
@@ -280,7 +290,8 @@ def test_discount_excludes_transitions_across_a_reset():
 def test_reco_nll_over_t_plus_one_observations():
     torch.manual_seed(0)
     wm = tiny_world_model("gaussian")
-    wm.decoder = Const(0.0, out=OBS)
+    head = Const(0.0, out=OBS)
+    wm.decoder = keyed(head, "reco_observation")
     B, T = 2, 3
     td = make_batch(B, T, seed=4)
     td["next", "observation"][:, -1] = 3.0  # the appended last observation
@@ -290,7 +301,7 @@ def test_reco_nll_over_t_plus_one_observations():
     expected = (0.5 * obs.pow(2).sum(-1)).mean()
     assert out["reco_nll"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert out["loss_model_reco"].item() == pytest.approx(0.5 * expected.item(), rel=1e-5)
-    assert wm.decoder.seen.shape == (B, T + 1, DETER + STOCH)
+    assert head.seen.shape == (B, T + 1, DETER + STOCH)
 
 
 # ------------------------------------------------------------------ bad input
@@ -316,13 +327,26 @@ def test_parameter_of_another_preset(preset, kwargs, name):
 
 
 def test_dreamer_v3_needs_categorical_latent():
+    loss = WorldModelLoss(tiny_world_model("gaussian"), kl="dreamer_v3")
     with pytest.raises(ValueError, match="categorical"):
-        WorldModelLoss(tiny_world_model("gaussian"), kl="dreamer_v3")
+        loss(make_batch())
 
 
-def test_dreamer_v3_needs_unimix():
-    with pytest.raises(ValueError, match="unimix"):
-        WorldModelLoss(tiny_world_model("categorical", unimix=0.0), kl="dreamer_v3")
+def test_dreamer_v3_kl_reads_the_rssm_unimix_from_its_logits():
+    """The RSSM writes the logits of the distribution it samples from: with unimix, log of the mixed probs."""
+    raw = torch.randn(2, NV * NC)
+    mixed = torch.softmax(tiny_world_model("categorical", unimix=0.01).rssm._stats(raw)["logits"], -1)
+    expected = 0.99 * torch.softmax(raw.unflatten(-1, (NV, NC)), -1) + 0.01 / NC
+    torch.testing.assert_close(mixed, expected)
+    assert mixed.min() >= 0.01 / NC - 1e-7
+    plain = torch.softmax(tiny_world_model("categorical", unimix=0.0).rssm._stats(raw)["logits"], -1)
+    torch.testing.assert_close(plain, torch.softmax(raw.unflatten(-1, (NV, NC)), -1))
+
+
+def test_missing_latent_stats_name_the_keys():
+    loss = WorldModelLoss(tiny_world_model("categorical"), kl="dreamer_v2")
+    with pytest.raises(KeyError, match="logits"):
+        loss.kl_term({"mu": torch.zeros(1)}, {"mu": torch.zeros(1)})
 
 
 def test_batch_without_time_dim():

@@ -20,13 +20,14 @@
 
 Expected (PlaNet's CEM, Hafner et al. 2019, Algorithm 2): every candidate
 sequence is rolled out in the model and scored, whatever the action is called.
-Ours: ``latentrl.modules.planners.cem_plan`` / ``CEMPlanner`` take
-``transition(state, action)`` and ``reward(state)`` callables and return the
-action as a tensor; the caller writes it under any key.
+Ours: ``latentrl.modules.planners.cem_plan`` takes ``transition(state, action)``
+and ``reward(state)`` callables and returns the action as a tensor; the keyed
+``CEMPlanner`` writes it under any ``action_key``.
 """
 import pytest
 import torch
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.modules.planners import CEMPlanner as TorchRLCEMPlanner
@@ -112,6 +113,15 @@ def test_torchrl_cem_writes_candidates_to_action(key):
     assert "action" not in out.keys(True)
 
 
+class _Fn(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
 @pytest.mark.parametrize("key", ["action", "my_action", ("agent", "act")])
 def test_ours_plans_and_caller_writes_any_key(key):
     env = LineEnv(key)
@@ -122,8 +132,11 @@ def test_ours_plans_and_caller_writes_any_key(key):
                  generator=g)
     assert isinstance(a, torch.Tensor) and a.shape == (1, 1) and abs(a.item() - TARGET) < 0.05
     torch.manual_seed(0)
-    planner = CEMPlanner(transition, reward, 1, horizon=1, iterations=5, candidates=64, top_k=8)
-    a = planner(torch.zeros(1, 1), explore=False)
+    model = TensorDictModule(_Fn(transition), in_keys=["x", key], out_keys=[("next", "x")])
+    score = TensorDictModule(_Fn(reward), in_keys=["x"], out_keys=["predicted_reward"])
+    planner = CEMPlanner(model, score, 1, state_keys=("x",), action_key=key, horizon=1, iterations=5,
+                         candidates=64, top_k=8, exploration_noise=0.0)
+    a = planner(TensorDict({"x": torch.zeros(1, 1)}, [1])).get(key)
     assert abs(a.item() - TARGET) < 0.05
     td = env.reset().set(key, a[0])
     out = env.step(td)
