@@ -45,3 +45,14 @@ class FlickerEnv(EnvBase):
 
     def _set_seed(self, seed):
         return None
+
+
+class Fn(torch.nn.Module):
+    """A function as an ``nn.Module``, to wrap in a ``TensorDictModule``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)

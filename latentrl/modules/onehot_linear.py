@@ -96,7 +96,7 @@ class OneHotBlockLinear(nn.Linear):
     """
 
     #: below this many rows a dense matmul is faster than the gather's fixed costs
-    min_rows = 128
+    min_rows = 1024
 
     def __init__(self, part_sizes, out_features: int, *, block: int, num_vars: int, num_classes: int,
                  bias: bool = True, validate: bool = True, device=None, dtype=None):

@@ -55,7 +55,7 @@ def test_categorical_heads_equal_dense_linear_layers():
     """The categorical heads' first layer skips the one-hot multiply-adds; the output is nn.Linear's."""
     torch.manual_seed(0)
     wm = make_world_model([OBS], 2, latent="categorical", num_vars=8, num_classes=16, **SMALL)
-    td = wm(_sequence(64, 4, (OBS,)))  # 256 rows: above the gather's threshold
+    td = wm(_sequence(64, 16, (OBS,)))  # 1024 rows: at the gather's threshold
     head = wm.reward_model.module
     dense = torch.nn.functional.linear(torch.cat([td["deter"], td["stoch"]], -1), head.first.weight, head.first.bias)
     torch.testing.assert_close(head.first(td["deter"], td["stoch"]), dense)

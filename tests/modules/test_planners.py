@@ -5,16 +5,8 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from fakes import Fn
 from latentrl.modules.planners import CEMPlanner, cem_plan
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 def keyed_line_model(key="x", action_key="action"):

@@ -32,6 +32,7 @@ from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.modules.planners import CEMPlanner as TorchRLCEMPlanner
 
+from fakes import Fn
 from latentrl.modules.planners import CEMPlanner, cem_plan
 
 TARGET = 0.5  # one step, x' = x + a from x = 0, reward -(x' - 0.5)^2: the best action is 0.5
@@ -113,15 +114,6 @@ def test_torchrl_cem_writes_candidates_to_action(key):
     assert "action" not in out.keys(True)
 
 
-class _Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
-
-
 @pytest.mark.parametrize("key", ["action", "my_action", ("agent", "act")])
 def test_ours_plans_and_caller_writes_any_key(key):
     env = LineEnv(key)
@@ -132,8 +124,8 @@ def test_ours_plans_and_caller_writes_any_key(key):
                  generator=g)
     assert isinstance(a, torch.Tensor) and a.shape == (1, 1) and abs(a.item() - TARGET) < 0.05
     torch.manual_seed(0)
-    model = TensorDictModule(_Fn(transition), in_keys=["x", key], out_keys=[("next", "x")])
-    score = TensorDictModule(_Fn(reward), in_keys=["x"], out_keys=["predicted_reward"])
+    model = TensorDictModule(Fn(transition), in_keys=["x", key], out_keys=[("next", "x")])
+    score = TensorDictModule(Fn(reward), in_keys=["x"], out_keys=["predicted_reward"])
     planner = CEMPlanner(model, score, 1, state_keys=("x",), action_key=key, horizon=1, iterations=5,
                          candidates=64, top_k=8, exploration_noise=0.0)
     a = planner(TensorDict({"x": torch.zeros(1, 1)}, [1])).get(key)
