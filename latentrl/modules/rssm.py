@@ -181,7 +181,10 @@ class RSSM(nn.Module):
         argmax), deterministic, e.g. for evaluation.
         """
         if self.latent == "gaussian":
-            return D.Normal(stats["mean"], stats["std"]).rsample() if sample else stats["mean"]
+            if not sample:
+                return stats["mean"]
+            # Normal(mean, std).rsample() without building (and validating) a distribution at every step
+            return stats["mean"] + stats["std"] * torch.randn_like(stats["std"])
         p = torch.softmax(stats["logits"], -1)
         if sample:
             z = sample_one_hot(p)
