@@ -11,10 +11,11 @@ from omegaconf import OmegaConf
 pytestmark = pytest.mark.slow
 
 
-def _run(module, name, tmp_path, **over):
+def _run(module, name, tmp_path, seed=0, **over):
     cfg = OmegaConf.merge(
         example_config(name, {}),
-        OmegaConf.create({"run_dir": str(tmp_path), "logger": {"progress_bar": False}, "seed": 0, **over}),
+        OmegaConf.create({"run_dir": str(tmp_path), "logger": {"progress_bar": False}, "seed": seed, "threads": 1,
+                          **over}),
     )
     return module.train(cfg)
 
