@@ -8,7 +8,8 @@
   ``[low, high]`` with mean ``tanh(mu)`` and std ``2 sigmoid(sigma / 2) + min_std``
   (the authors' ``trunc_normal``, min std 0.1), parameters ``"loc"``, ``"scale"``.
   Under TorchRL's ``RANDOM`` exploration type it samples with ``rsample``,
-  under ``DETERMINISTIC`` it takes the mode.
+  under ``DETERMINISTIC`` it takes the mode (for the truncated normal the
+  clipped mean, :class:`DreamerTruncatedNormal`, as the authors' evaluation does).
 * :func:`make_dreamer_critic`: a TorchRL ``ValueOperator`` writing ``"state_value"``.
 
 Both are MLPs over ``cat([h, s])`` (:func:`~latentrl.modules.world_model.make_latent_head`).
@@ -25,7 +26,20 @@ from .distributions import StraightThroughOneHotCategorical
 from .rssm import RSSM
 from .world_model import make_latent_head
 
-__all__ = ["make_dreamer_actor", "make_dreamer_critic", "DreamerNormalParams"]
+__all__ = ["make_dreamer_actor", "make_dreamer_critic", "DreamerNormalParams", "DreamerTruncatedNormal"]
+
+
+class DreamerTruncatedNormal(TruncatedNormal):
+    """TorchRL's ``TruncatedNormal`` whose deterministic action is its mode, the clipped mean ``tanh(mu)``.
+
+    TorchRL's ``deterministic_sample`` is the truncated distribution's mean,
+    which bends actions near the bounds inwards; the authors' evaluation
+    policy takes the mode.
+    """
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        return self.mode
 
 
 class DreamerNormalParams(nn.Module):
@@ -59,7 +73,7 @@ def make_dreamer_actor(rssm: RSSM, action_dim: int, *, discrete: bool, units: in
     params = TensorDictModule(DreamerNormalParams(net, min_std), in_keys=["deter", "stoch"],
                               out_keys=["loc", "scale"])
     return ProbabilisticActor(params, in_keys=["loc", "scale"], out_keys=[action_key],
-                              distribution_class=TruncatedNormal,
+                              distribution_class=DreamerTruncatedNormal,
                               distribution_kwargs={"low": float(low), "high": float(high)})
 
 

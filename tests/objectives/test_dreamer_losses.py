@@ -326,3 +326,24 @@ def test_unsupported_value_estimator_is_named():
     loss, _, _ = build()
     with pytest.raises(NotImplementedError, match="GAE"):
         loss.make_value_estimator(ValueEstimators.GAE)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_actor_explores_by_sampling_and_evaluates_with_the_mode(discrete):
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    _, _, actor = build(discrete=discrete)
+    td = start_states(B=64, T=1).reshape(-1)
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        a1 = actor(td.clone())["action"]
+        a2 = actor(td.clone())["action"]
+    torch.testing.assert_close(a1, a2)
+    params = actor.get_dist_params(td.clone())
+    if discrete:
+        expected = F.one_hot(params["logits"].argmax(-1), A).float()
+    else:
+        expected = params["loc"].clamp(-1, 1)  # the mode: the clipped tanh mean, not the truncated mean
+    torch.testing.assert_close(a1, expected, atol=1e-5, rtol=0)
+    with set_exploration_type(ExplorationType.RANDOM):
+        sampled = actor(td.clone())["action"]
+    assert not torch.allclose(sampled, a1)
