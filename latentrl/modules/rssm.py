@@ -42,8 +42,7 @@ would, and no gradient crosses the boundary.
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase
+from tensordict import TensorDict
 from torch import distributions as D
 from torch import nn
 from torch.nn import functional as F

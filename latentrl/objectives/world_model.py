@@ -50,12 +50,11 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch.nn import functional as F
 from torchrl.objectives import LossModule
-
-from tensordict.nn import TensorDictModuleBase
 
 from latentrl.modules.distributions import StraightThroughOneHotCategorical
 

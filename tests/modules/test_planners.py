@@ -1,11 +1,11 @@
 """CEM planning finds the optimum of a known quadratic reward in a toy latent model."""
 import pytest
 import torch
+from fakes import Fn
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from fakes import Fn
 from latentrl.modules.planners import CEMPlanner, cem_plan
 
 

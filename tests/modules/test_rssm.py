@@ -1,9 +1,8 @@
 import pytest
 import torch
-from torch import distributions as D
-
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
+from torch import distributions as D
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from latentrl.modules.rssm import RSSM

@@ -26,13 +26,13 @@ and ``reward(state)`` callables and returns the action as a tensor; the keyed
 """
 import pytest
 import torch
+from fakes import Fn
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.modules.planners import CEMPlanner as TorchRLCEMPlanner
 
-from fakes import Fn
 from latentrl.modules.planners import CEMPlanner, cem_plan
 
 TARGET = 0.5  # one step, x' = x + a from x = 0, reward -(x' - 0.5)^2: the best action is 0.5
