@@ -1,14 +1,19 @@
 """PlaNet and DreamerV2 learn dm_control cartpole from proprioceptive observations (slow, seeded).
 
-Targets of issue 5: PlaNet >= 600 on cartpole-swingup within 100 episodes;
-DreamerV2 >= 900 on cartpole-balance within 100k env steps. Measured numbers
-and run times are in the README ("World models").
+Targets of issues 5 and 12: PlaNet >= 600 on cartpole-swingup within 100
+episodes; DreamerV2 >= 900 on cartpole-balance within 100k env steps; two
+seeds each. Measured numbers and run times are in the README (PlaNet,
+DreamerV2 sections); a target not met on a seed is a non-strict xfail
+whose reason says what was measured.
 """
 import pytest
 from conftest import example_config
 from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
+
+PLANET_SEED1 = "measured 2026-12-01: stopped at episode 6 of 100, best eval nan (README)"
+DREAMER_V2 = "measured 2026-12-01, seed 0: stopped at 55000 env steps, best eval 542.6 (README); seed 1 not run"
 
 
 def _run(module, name, tmp_path, seed=0, **over):
@@ -20,15 +25,19 @@ def _run(module, name, tmp_path, seed=0, **over):
     return module.train(cfg)
 
 
-@pytest.mark.xfail(strict=False, reason="measured (seed 0, CPU planner 300 candidates x 5 iterations): best eval 593.5 at episode 90, final 513.8 (README)")
-def test_planet_reaches_600_on_cartpole_swingup_within_100_episodes(planet, tmp_path):
-    summary = _run(planet, "planet", tmp_path)
+@pytest.mark.parametrize("seed", [
+    0,  # measured 2026-12-01: best 601.8 at episode 80, final 558.5 (README)
+    pytest.param(1, marks=pytest.mark.xfail(strict=False, reason=PLANET_SEED1)),
+])
+def test_planet_reaches_600_on_cartpole_swingup_within_100_episodes(planet, tmp_path, seed):
+    summary = _run(planet, "planet", tmp_path, seed=seed)
     assert summary["frames"] == 100 * 125  # 100 episodes of 1000 env steps at action repeat 8
     assert summary["best_eval_return"] >= 600, summary
 
 
-@pytest.mark.xfail(strict=False, reason="out of reach on 2 CPU cores: 10k updates at ~1.5-3 s each; the curve measured is in the README")
-def test_dreamer_v2_reaches_900_on_cartpole_balance_within_100k_env_steps(dreamer_v2, tmp_path):
-    summary = _run(dreamer_v2, "dreamer_v2", tmp_path)
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.xfail(strict=False, reason=DREAMER_V2)
+def test_dreamer_v2_reaches_900_on_cartpole_balance_within_100k_env_steps(dreamer_v2, tmp_path, seed):
+    summary = _run(dreamer_v2, "dreamer_v2", tmp_path, seed=seed)
     assert summary["frames"] * 2 <= 100_000
     assert summary["best_eval_return"] >= 900, summary
