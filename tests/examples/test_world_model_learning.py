@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
 
-PLANET_SEED1 = "measured 2026-12-01: stopped at episode 6 of 100, best eval nan (README)"
-DREAMER_V2 = "measured 2026-12-01, seed 0: stopped at 55000 env steps, best eval 542.6 (README); seed 1 not run"
+PLANET_SEED1 = "measured 2026-12-01: stopped at episode 32 of 100, best eval 530.0 (README)"
+DREAMER_V2 = "measured 2026-12-01, seed 0: stopped at 72000 env steps, best eval 578.0 (README); seed 1 not run"
 
 
 def _run(module, name, tmp_path, seed=0, **over):
