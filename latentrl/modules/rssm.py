@@ -203,27 +203,28 @@ class RSSM(nn.Module):
             return self.img_in[1](self.img_in[0](s, a))
         return self.img_in(torch.cat([s, a], -1))
 
+    def _deter_step(self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``h_t = GRU(h_{t-1}, MLP([s_{t-1}, a_{t-1}]))``."""
+        return self._gru(self._img_input(s, a), h)
+
     def img_step(self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         """``h_t = GRU(h_{t-1}, MLP([s_{t-1}, a_{t-1}]))`` and the prior stats of ``p(s_t | h_t)``."""
-        x = self._img_input(s, a)
-        h_next = self._gru(x, h)
+        h_next = self._deter_step(h, s, a)
         return h_next, self._stats(self.prior_net(h_next))
-
-    def obs_step(
-        self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor, embed: torch.Tensor
-    ) -> tuple[torch.Tensor, Stats, Stats]:
-        """:meth:`img_step` plus the posterior stats of ``q(s_t | h_t, e_t)``."""
-        h_next, prior = self.img_step(h, s, a)
-        post = self._stats(self.post_net(torch.cat([h_next, embed], -1)))
-        return h_next, prior, post
 
     def filter_step(
         self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor, embed: torch.Tensor
     ) -> tuple[torch.Tensor, Stats]:
-        """:meth:`obs_step` without the prior: ``(h_t, posterior stats)``, for acting."""
-        x = self._img_input(s, a)
-        h_next = self._gru(x, h)
+        """``h_t`` and the posterior stats of ``q(s_t | h_t, e_t)``, without the prior: for acting."""
+        h_next = self._deter_step(h, s, a)
         return h_next, self._stats(self.post_net(torch.cat([h_next, embed], -1)))
+
+    def obs_step(
+        self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor, embed: torch.Tensor
+    ) -> tuple[torch.Tensor, Stats, Stats]:
+        """:meth:`filter_step` plus the prior stats of ``p(s_t | h_t)``."""
+        h_next, post = self.filter_step(h, s, a, embed)
+        return h_next, self._stats(self.prior_net(h_next)), post
 
     # ------------------------------------------------------------- rollouts
     def observe(
