@@ -1,6 +1,14 @@
 """The experiment harness shared by all examples (config checks, logging,
 progress, evaluation, exact checkpoints). See :class:`Experiment`."""
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_files,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from .config import (
     DEVICE,
     NONNEGATIVE_INT,
@@ -14,7 +22,7 @@ from .config import (
     make_env_from_config,
 )
 from .entry import run
-from .evaluation import evaluate, first_episode_returns
+from .evaluation import evaluate, first_episode_returns, full_reset
 from .experiment import (
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
@@ -42,8 +50,11 @@ __all__ = [
     "run",
     "evaluate",
     "first_episode_returns",
+    "full_reset",
     "plot_learning_curve",
     "load_checkpoint",
+    "CheckpointError",
+    "checkpoint_files",
     "save_checkpoint",
     "rng_state",
     "set_rng_state",

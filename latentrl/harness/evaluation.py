@@ -2,10 +2,39 @@
 from __future__ import annotations
 
 import torch
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase, ExplorationType, set_exploration_type
 
-__all__ = ["evaluate", "first_episode_returns"]
+__all__ = ["evaluate", "first_episode_returns", "full_reset"]
+
+
+def full_reset(env: EnvBase, seed: int | None = None) -> TensorDictBase:
+    """Resets every batch element of ``env`` (after ``env.set_seed(seed)``), whatever its last step was.
+
+    ``env.reset()`` with no tensordict is not always a full reset: after a
+    rollout whose last step ended some episodes of a gymnasium vector env,
+    TorchRL's ``VecGymEnvTransform`` takes its stored done mask as the reset
+    mask and hands back the *last* observations of the envs that had not
+    ended (``UPSTREAM.md`` #18). An explicit all-true ``_reset`` entry for
+    every reset key makes it a full reset; before the env's first step that
+    transform fails on it (``AttributeError``), and a plain reset is full.
+    The result is the same either way: a seeded call gives the same start states.
+    """
+    if seed is not None:
+        env.set_seed(seed)
+    td = TensorDict({}, batch_size=env.batch_size, device=env.device)
+    for reset_key in env.reset_keys:
+        parent = reset_key[:-1] if isinstance(reset_key, tuple) else ()
+        done_key = (*parent, "done") if parent else "done"
+        shape = env.full_done_spec[done_key].shape
+        td.set(reset_key, torch.ones(shape, dtype=torch.bool, device=env.device))
+    try:
+        return env.reset(td)
+    except AttributeError:  # VecGymEnvTransform before any step (UPSTREAM.md #18)
+        if seed is not None:
+            env.set_seed(seed)  # the failed attempt reset the simulator once: start again from the seed
+        return env.reset()
 
 
 def first_episode_returns(reward: torch.Tensor, done: torch.Tensor, time_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,17 +62,18 @@ def evaluate(
 
     The policy runs in ``ExplorationType.DETERMINISTIC`` mode; the global
     torch RNG is forked, so evaluating does not change the training run.
-    Re-seeding ``env`` with ``seed`` before each call evaluates every policy
-    on the same start states.
+    Every call starts with a full reset (:func:`full_reset`), so re-seeding
+    ``env`` with ``seed`` evaluates every policy on the same start states,
+    whatever earlier calls left behind: a run resumed from a checkpoint
+    evaluates as the uninterrupted run does.
 
     With ``group_key`` (an integer entry of the env's output, one value per
     batch element, e.g. ``"task_id"``), the mean return of each group ``g``
     is also reported, as ``f"return_{group_key}_{g}"``.
     """
     with torch.random.fork_rng(devices=[]), set_exploration_type(ExplorationType.DETERMINISTIC):
-        if seed is not None:
-            env.set_seed(seed)
-        rollout = env.rollout(max_steps, policy, break_when_any_done=False)
+        start = full_reset(env, seed)
+        rollout = env.rollout(max_steps, policy, break_when_any_done=False, auto_reset=False, tensordict=start)
     time_dim = len(env.batch_size)
     returns, finished = first_episode_returns(rollout["next", "reward"], rollout["next", "done"], time_dim)
     metrics = {

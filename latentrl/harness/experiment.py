@@ -22,9 +22,13 @@ counters, the logged history and every RNG, so a run stopped at frame k and
 resumed logs the same numbers as an uninterrupted run. Checkpoints load with
 ``torch.load(weights_only=True)``.
 
-Config keys it reads (see ``HARNESS_DEFAULTS``): ``seed``, ``threads``,
+Config keys it reads: ``seed``, ``threads``,
 ``run_dir``, ``logger.{backend,project,progress_bar}``,
-``eval.interval_frames``, ``checkpoint.{interval_frames,resume,stop_at_frames}``.
+``eval.interval_frames``, ``checkpoint.{interval_frames,keep,resume,stop_at_frames}``.
+
+Checkpoints are ``<run_dir>/checkpoints/step_<frames>.pt``, written durably
+(``fsync``) and atomically; the newest ``checkpoint.keep`` (default 2) are
+kept, and a resume from a run dir takes the newest one that loads.
 """
 from __future__ import annotations
 
@@ -49,7 +53,15 @@ from latentrl.collectors.state import (
     replay_buffer_state,
 )
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from .config import ConfigError, flatten
 from .plotting import plot_learning_curve
 
@@ -66,6 +78,7 @@ HARNESS_CONSTRAINTS = {
     "eval.interval_frames": (_positive_or_null, "a positive integer or null (no periodic evaluation)"),
     "checkpoint.interval_frames": (_positive_or_null, "a positive integer or null (checkpoint only at the end)"),
     "checkpoint.stop_at_frames": (_positive_or_null, "a positive integer or null"),
+    "checkpoint.keep": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1 (checkpoints kept)"),
     "threads": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
 }
 
@@ -151,7 +164,7 @@ class Experiment:
         warn_if_oversubscribed(int(cfg.threads))
         resume = cfg.checkpoint.resume
         if resume:
-            self._resume_payload = load_checkpoint(resume)
+            self._resume_payload = self._load_resume(resume)
             self._check_resume_config(self._resume_payload["config"])
             self.run_dir = Path(self._resume_payload["run_dir"])
         else:
@@ -162,6 +175,19 @@ class Experiment:
         self._pbar = None
 
     # -- setup ---------------------------------------------------------------
+    @staticmethod
+    def _load_resume(resume: Any) -> dict[str, Any]:
+        path = Path(str(resume))
+        if not path.exists():
+            raise ConfigError(
+                f"config key 'checkpoint.resume': no such file or directory: {path} "
+                "(a run dir or a checkpoint file)"
+            )
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as err:
+            raise ConfigError(f"config key 'checkpoint.resume': {err}") from err
+
     def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
         now = flatten(self.cfg)
         changed = sorted(
@@ -239,9 +265,15 @@ class Experiment:
             "rng": rng_state(),
         }
 
-    def save(self, name: str = "latest.pt") -> Path:
-        """Writes a checkpoint under ``<run_dir>/checkpoints/``."""
-        return save_checkpoint(self.run_dir / "checkpoints" / name, self._state())
+    def save(self, name: str | None = None) -> Path:
+        """Writes a checkpoint under ``<run_dir>/checkpoints/`` (default ``step_<frames>.pt``,
+        keeping the newest ``checkpoint.keep`` of those)."""
+        path = save_checkpoint(
+            self.run_dir / "checkpoints" / (name or f"step_{self.counters['frames']:012d}.pt"), self._state()
+        )
+        if name is None:
+            prune_checkpoints(self.run_dir, int(self.cfg.checkpoint.get("keep", 2)))
+        return path
 
     def restore(self) -> bool:
         """Loads the checkpoint named by ``checkpoint.resume`` into the tracked
@@ -269,9 +301,18 @@ class Experiment:
         """Drops CSV rows logged after the checkpoint (they will be logged again)."""
         if self.cfg.logger.backend != "csv":
             return
+        def kept(row: str) -> bool:
+            try:
+                step, value = row.split(",")
+                float(value)
+                return int(float(step)) <= frames
+            except ValueError:  # a row cut short by a crash
+                return False
+
         for path in (self.run_dir / "logs" / "scalars").rglob("*.csv"):
-            rows = [r for r in path.read_text().splitlines() if r and int(float(r.split(",", 1)[0])) <= frames]
-            path.write_text("".join(r + "\n" for r in rows))
+            text = path.read_text()
+            complete = text.splitlines()[: text.count("\n")]  # a last row without its newline was cut short
+            path.write_text("".join(r + "\n" for r in complete if kept(r)))
 
     # -- the loop --------------------------------------------------------------
     def iterate(self, collector, score_key=("next", "episode_reward"), done_key=("next", "done")) -> Iterator[TensorDictBase]:

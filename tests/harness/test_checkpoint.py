@@ -6,9 +6,21 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from tensordict import TensorDict
-from torchrl.data import LazyTensorStorage, PrioritizedSliceSampler, TensorDictReplayBuffer
+from torchrl.data import (
+    LazyTensorStorage,
+    PrioritizedSliceSampler,
+    TensorDictReplayBuffer,
+)
 
-from latentrl.harness import ConfigError, Experiment, NonFiniteLossError, load_checkpoint, rng_state, set_rng_state
+from latentrl.harness import (
+    CheckpointError,
+    ConfigError,
+    Experiment,
+    NonFiniteLossError,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 
 
 def _cfg(tmp_path, **over):
@@ -81,7 +93,7 @@ def test_checkpoint_loads_with_weights_only_only(tmp_path):
     payload = load_checkpoint(path)  # weights_only=True inside
     assert set(payload) >= {"config", "objects", "counters", "rng", "history"}
     assert load_checkpoint(tmp_path / "run")["counters"] == payload["counters"]  # a run dir works too
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="nothing.pt: no such file"):
         load_checkpoint(tmp_path / "nothing.pt")
 
 

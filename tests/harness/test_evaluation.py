@@ -52,3 +52,38 @@ def test_evaluate_reports_each_group():
     assert out["return_cue_0"] == 1.0 and out["return_cue_1"] == 0.0
     n0 = int((cues == 0).sum())
     assert out["return"] == pytest.approx(n0 / 40)
+
+
+def test_evaluate_does_not_depend_on_earlier_calls():
+    # a policy that reads the observation (push towards the pole's lean): episodes end at
+    # different steps, so some rollouts end with some envs done and others mid-episode,
+    # the case where a plain reset of a vector env keeps stale observations (UPSTREAM.md #18)
+    from latentrl.envs import make_env
+
+    seen = []
+
+    def act(obs):
+        seen.append(obs.clone())
+        return torch.nn.functional.one_hot((obs[..., 2] > 0).long(), 2)
+
+    policy = TensorDictModule(act, in_keys=["observation"], out_keys=["action"])
+    probe = make_env("gym:CartPole-v1", num_envs=6)
+    lengths = []  # rollout lengths whose last step ends some episodes but not all
+    for steps in range(10, 150):
+        probe.set_seed(7)
+        last_done = probe.rollout(steps, policy, break_when_any_done=False)["next", "done"][:, -1]
+        if last_done.any() and not last_done.all():
+            lengths.append(steps)
+        if len(lengths) == 3:
+            break
+    assert len(lengths) == 3
+    env = make_env("gym:CartPole-v1", num_envs=6)
+    for max_steps in lengths:
+        starts = []
+        for target in (env, env, make_env("gym:CartPole-v1", num_envs=6)):
+            seen.clear()
+            starts.append((evaluate(target, policy, max_steps=max_steps, seed=7), seen[0]))
+        (first, obs0), (again, obs1), (fresh, obs2) = starts
+        assert torch.equal(obs0, obs1) and torch.equal(obs0, obs2), max_steps
+        assert obs0.abs().max() <= 0.05  # CartPole's start states
+        assert first == again == fresh, max_steps
