@@ -90,26 +90,6 @@ def test_config_errors_name_key_and_accepted_values(rl_lstm, tmp_path, over, exp
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing written
 
 
-def _scalars(run_dir):
-    root = run_dir / "logs" / "scalars"
-    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.csv"))}
-
-
-def test_resume_logs_the_same_numbers_as_an_uninterrupted_run(rl_lstm, tmp_path):
-    full = rl_lstm.train(_cfg(tmp_path, "full"))
-    stopped = rl_lstm.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 768}))
-    assert stopped["stopped_early"] and stopped["frames"] == 768
-    torch.manual_seed(999)  # whatever happened in between
-    resumed = rl_lstm.train(_cfg(tmp_path, "other", checkpoint={"resume": str(tmp_path / "split")}))
-    assert resumed["run_dir"] == str(tmp_path / "split")
-    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
-    assert set(a) == set(b) and "train/loss_critic.csv" in a and "eval/return.csv" in a
-    for name in a:
-        assert a[name] == b[name], name
-    assert full["final_eval_return"] == resumed["final_eval_return"]
-    wa = load_checkpoint(tmp_path / "full")["objects"]["actor"]
-    wb = load_checkpoint(tmp_path / "split")["objects"]["actor"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_stop_at_or_after_the_end_is_a_complete_run(rl_lstm, tmp_path):
@@ -155,3 +135,26 @@ def test_nonfinite_loss_stops_with_step_and_term(rl_lstm, tmp_path, monkeypatch)
     saved = load_checkpoint(err.value.checkpoint)
     assert saved["counters"]["frames"] == 512
     assert all(torch.isfinite(v).all() for v in saved["objects"]["critic"].values())
+
+
+@pytest.mark.parametrize("mode", ["stop", "kill", pytest.param("kill_during_write", marks=pytest.mark.slow)])
+def test_resume_at_real_length_and_after_sigkill(rl_lstm, tmp_path, mode):
+    """Stopped, or killed with SIGKILL, with episode ends, evaluations,
+    checkpoints and PPO epochs after the resume point: identical logs."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(
+        example_config("rl_lstm", {}),
+        {
+            "env": {"num_envs": 8},
+            "collector": {"frames_per_batch": 256, "total_frames": 6144},
+            "ppo": {"minibatches": 2, "epochs": 2},
+            "eval": {"interval_frames": 768, "episodes": 4, "max_steps": 100},
+            "checkpoint": {"interval_frames": 1024},
+            "logger": {"progress_bar": False},
+        },
+    )
+    check_resume(
+        rl_lstm.train, cfg, tmp_path, stop_at=2048, script=ROOT / "examples" / "rl_lstm" / "train.py", mode=mode,
+        after={"eval/return.csv": 5, "train/episode_return.csv": 10, "train/loss_critic.csv": 10},
+    )
