@@ -2,7 +2,7 @@
 relaxed action, exact resume with a replay buffer, and learning (slow)."""
 import pytest
 import torch
-from conftest import example_config
+from conftest import ROOT, example_config
 from omegaconf import OmegaConf
 from torchrl.envs import ExplorationType, set_exploration_type
 
@@ -61,13 +61,19 @@ def _scalars(run_dir):
     return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.csv"))}
 
 
-def test_resume_with_replay_buffer_is_exact(gumbel_sac, tmp_path):
-    gumbel_sac.main(_cfg(tmp_path, "full"))
-    gumbel_sac.main(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 512}))
-    gumbel_sac.main(_cfg(tmp_path, "x", checkpoint={"resume": str(tmp_path / "split")}))
-    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
-    assert "train/loss_qvalue.csv" in a and set(a) == set(b)
-    assert all(a[k] == b[k] for k in a)
+@pytest.mark.parametrize(
+    "mode", ["stop", pytest.param("kill", marks=pytest.mark.slow), pytest.param("kill_during_write", marks=pytest.mark.slow)]
+)
+def test_resume_at_real_length_and_after_sigkill(gumbel_sac, tmp_path, mode):
+    """Stopped, or killed with SIGKILL, with episode ends, evaluations,
+    checkpoints and updates after the resume point: identical logs."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(_cfg(tmp_path), {"collector": {"total_frames": 1024}, "eval": {"interval_frames": 128}})
+    check_resume(
+        gumbel_sac.main, cfg, tmp_path, stop_at=384, script=ROOT / "examples" / "gumbel" / "sac.py", mode=mode, config_yaml="sac.yaml",
+        after={"eval/return.csv": 4, "train/episode_return.csv": 5, "train/loss_qvalue.csv": 10},
+    )
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from conftest import example_config
+from conftest import ROOT, example_config
 from omegaconf import OmegaConf
 
 from latentrl.harness import ConfigError
@@ -43,22 +43,19 @@ def test_trains_end_to_end(planet, tmp_path):
     assert (tmp_path / "run" / "learning_curve.png").is_file()
 
 
-def test_resume_is_exact(planet, tmp_path):
-    """A run stopped mid-episode and resumed logs what the full run logs.
+@pytest.mark.parametrize(
+    "mode", ["stop", pytest.param("kill", marks=pytest.mark.slow), pytest.param("kill_during_write", marks=pytest.mark.slow)]
+)
+def test_resume_at_real_length_and_after_sigkill(planet, tmp_path, mode):
+    """Stopped, or killed with SIGKILL, with episode ends, evaluations,
+    checkpoints and updates after the resume point: identical logs."""
+    from resume_check import check_resume
 
-    Needs the collector's dm_control simulator state in the checkpoint: without it
-    (``latentrl.envs.snapshot`` raises SnapshotUnsupported for dm_control, the harness
-    warns and the resumed env restarts its episode) the rows after the stop differ.
-    """
-    planet.train(_cfg(tmp_path, "full"))
-    stopped = planet.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 30}))  # after the first planner episode
-    assert stopped["stopped_early"] and stopped["frames"] == 30
-    resumed = planet.train(_cfg(tmp_path, "x", checkpoint={"resume": str(tmp_path / "split")}))
-    assert resumed["frames"] == FRAMES
-    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
-    assert "train/kl.csv" in a and set(a) == set(b)
-    for name in a:
-        assert a[name] == b[name], name
+    cfg = OmegaConf.merge(_cfg(tmp_path), {"train": {"episodes": 8}})
+    check_resume(
+        planet.train, cfg, tmp_path, stop_at=30, script=ROOT / "examples" / "planet" / "train.py", mode=mode, config_yaml="config.yaml",
+        after={"eval/return.csv": 2, "train/episode_return.csv": 4, "train/kl.csv": 4},
+    )
 
 
 def test_config_errors_name_the_key(planet, tmp_path):

@@ -1,6 +1,6 @@
 """R2D2 example end to end: variants (LSTM, feed-forward, zero state), worker processes, exact resume, errors, other configs."""
 import pytest
-from conftest import example_config
+from conftest import ROOT, example_config
 from omegaconf import OmegaConf
 
 from latentrl.harness import ConfigError
@@ -45,15 +45,19 @@ def test_variants_run(r2d2, tmp_path, variant):
     assert "train/loss.csv" in _scalars(tmp_path / "run")
 
 
-def test_resume_is_exact(r2d2, tmp_path):
-    r2d2.train(_cfg(tmp_path, "full"))
-    stopped = r2d2.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 400}))
-    assert stopped["stopped_early"]
-    r2d2.train(_cfg(tmp_path, "x", checkpoint={"resume": str(tmp_path / "split")}))
-    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
-    assert "train/loss.csv" in a and set(a) == set(b)
-    for name in a:
-        assert a[name] == b[name], name
+@pytest.mark.parametrize(
+    "mode", ["stop", pytest.param("kill", marks=pytest.mark.slow), pytest.param("kill_during_write", marks=pytest.mark.slow)]
+)
+def test_resume_at_real_length_and_after_sigkill(r2d2, tmp_path, mode):
+    """Stopped, or killed with SIGKILL, with episode ends, evaluations,
+    checkpoints and updates after the resume point: identical logs."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(_cfg(tmp_path), {"actors": {"total_frames": 1200}, "eval": {"interval_frames": 200}, "checkpoint": {"interval_frames": 200}})
+    check_resume(
+        r2d2.train, cfg, tmp_path, stop_at=400, script=ROOT / "examples" / "r2d2" / "train.py", mode=mode, config_yaml="config.yaml",
+        after={"eval/return.csv": 4, "train/episode_return.csv": 5, "train/loss.csv": 10},
+    )
 
 
 def test_config_errors_name_the_key(r2d2, tmp_path):
