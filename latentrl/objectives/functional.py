@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from latentrl.checks import InputError, check_range, check_tensors
+
 __all__ = ["reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep", "lambda_return"]
 
 
@@ -115,7 +117,7 @@ def vtrace(
         ``vtrace_advantage_estimate`` returns ``(advantage, value_target)``.)
     """
     disc_terminated, disc_done, rhos = _vtrace_inputs(
-        log_rhos, state_value, next_state_value, reward, done, terminated, gamma
+        log_rhos, state_value, next_state_value, reward, done, terminated, gamma, rho_bar, c_bar, pg_rho_bar, time_dim
     )
     if pg_rho_bar is None:
         pg_rho_bar = rho_bar
@@ -128,20 +130,30 @@ def vtrace(
     return vs, adv
 
 
-def _vtrace_inputs(log_rhos, state_value, next_state_value, reward, done, terminated, gamma):
-    if isinstance(log_rhos, (tuple, list)):
+def _vtrace_inputs(log_rhos, state_value, next_state_value, reward, done, terminated, gamma, rho_bar, c_bar,
+                   pg_rho_bar, time_dim):
+    if isinstance(log_rhos, tuple):
         target_log_prob, behaviour_log_prob = log_rhos
+        check_tensors("vtrace", {"target_log_prob": target_log_prob, "behaviour_log_prob": behaviour_log_prob},
+                      floating=("target_log_prob", "behaviour_log_prob"))
         log_rhos = target_log_prob - behaviour_log_prob
-    shapes = {
-        "log_rhos": log_rhos.shape,
-        "state_value": state_value.shape,
-        "next_state_value": next_state_value.shape,
-        "reward": reward.shape,
-        "done": done.shape,
-        "terminated": terminated.shape,
+    tensors = {
+        "log_rhos": log_rhos,
+        "state_value": state_value,
+        "next_state_value": next_state_value,
+        "reward": reward,
+        "done": done,
+        "terminated": terminated,
     }
-    if len(set(shapes.values())) != 1:
-        raise ValueError(f"vtrace: all inputs must share one shape [*B, T, *F], got {shapes}")
+    values = ("log_rhos", "state_value", "next_state_value", "reward")
+    check_tensors("vtrace", tensors, floating=values, boolean=("done", "terminated"), finite=values,
+                  same_shape=tensors, min_dim=1)
+    check_range("vtrace", "gamma", gamma, 0.0, 1.0)
+    check_range("vtrace", "rho_bar", rho_bar, 0.0, None, lo_open=True)
+    check_range("vtrace", "c_bar", c_bar, 0.0, None, lo_open=True)
+    check_range("vtrace", "pg_rho_bar", pg_rho_bar, 0.0, None, lo_open=True, optional=True)
+    if not -reward.dim() <= time_dim < reward.dim():
+        raise InputError(f"vtrace: `time_dim` {time_dim} is not a dimension of inputs shaped {tuple(reward.shape)}")
     not_terminated = (~terminated.bool()).to(reward.dtype)
     not_done = (~done.bool()).to(reward.dtype)
     return gamma * not_terminated, gamma * not_done, log_rhos.exp()
@@ -305,6 +317,10 @@ def lambda_return(
     """
     from torchrl.objectives.value.functional import td_lambda_return_estimate
 
+    check_range("lambda_return", "lmbda", lmbda, 0.0, 1.0)
+    tensors = {"reward": reward, "next_value": next_value, "discount": discount}
+    check_tensors("lambda_return", tensors, floating=tensors, finite=tensors, same_shape=tensors, min_dim=1)
+    check_range("lambda_return", "discount", discount, 0.0, 1.0)
     never = torch.zeros_like(reward, dtype=torch.bool)
     return td_lambda_return_estimate(
         discount, lmbda, next_value, reward, never, never, rolling_gamma=True, time_dim=time_dim

@@ -41,6 +41,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from latentrl.checks import check_range, require_keys
 from latentrl.modules.popart import PopArt
 from latentrl.objectives.functional import vtrace
 
@@ -110,6 +111,9 @@ class IMPALALoss(LossModule):
                 raise ValueError(f"IMPALALoss: `{name}` must be > 0, got {value!r}")
         if not 0 <= gamma <= 1:
             raise ValueError(f"IMPALALoss: `gamma` must be in [0, 1], got {gamma!r}")
+        check_range("IMPALALoss", "baseline_coef", baseline_coef, 0.0)
+        check_range("IMPALALoss", "entropy_coef", entropy_coef, 0.0)
+        check_range("IMPALALoss", "epsilon", epsilon, 0.0, lo_open=True)
         if popart is not None and not isinstance(popart, PopArt):
             raise TypeError(f"IMPALALoss: `popart` must be a latentrl.modules.popart.PopArt, got {type(popart).__name__}")
         super().__init__()
@@ -147,6 +151,10 @@ class IMPALALoss(LossModule):
         if tensordict.batch_dims < 1:
             raise ValueError(f"IMPALALoss: unrolls need a time dimension (batch [*B, T]), got {tensordict.batch_size}")
         keys = self.tensor_keys
+        require_keys("IMPALALoss", tensordict, {
+            "action": keys.action, "sample_log_prob": keys.sample_log_prob, "reward": ("next", keys.reward),
+            "done": ("next", keys.done), "terminated": ("next", keys.terminated),
+        })
         td = tensordict.copy()
         task_ids = self._task_ids(td)
         dist = self.actor_network.get_dist(td)

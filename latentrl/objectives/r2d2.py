@@ -38,6 +38,7 @@ from tensordict.utils import NestedKey
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import HardUpdate, LossModule
 
+from latentrl.checks import require_keys
 from latentrl.collectors.sequence_replay import sequence_priority
 from latentrl.objectives.value.rescaling import rescaled_n_step_targets
 
@@ -161,6 +162,10 @@ class R2D2Loss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
         td = tensordict
+        require_keys("R2D2Loss", td, {
+            "action": keys.action, "mask": keys.mask, "valid": keys.valid, "bootstrap": keys.bootstrap,
+            "reward": ("next", keys.reward), "done": ("next", keys.done), "terminated": ("next", keys.terminated),
+        })
         if td.batch_dims != 2:
             raise ValueError(f"R2D2Loss: expected sequences with batch [B, L], got batch size {list(td.batch_size)}")
         b = self.burn_in

@@ -245,7 +245,7 @@ def test_shape_and_dtype_errors():
         rescaled_n_step_targets(R, d.unsqueeze(-1), term, BV, s)
     with pytest.raises(TypeError, match="has_state"):
         rescaled_n_step_targets(R, d, term, BV, s.float())
-    with pytest.raises(ValueError, match="n must"):
+    with pytest.raises(ValueError, match="`n` must"):
         rescaled_n_step_targets(R, d, term, BV, s, n=0)
 
 

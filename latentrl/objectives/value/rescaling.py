@@ -64,8 +64,11 @@ In float64 ours round-trips to ~1e-15 relative over the same range.
 from __future__ import annotations
 
 import itertools
+import numbers
 
 import torch
+
+from latentrl.checks import InputError, check_range, check_tensors
 
 __all__ = [
     "value_rescale",
@@ -85,8 +88,7 @@ def value_rescale(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
         x: any tensor (floating point).
         eps: the linear term that makes ``h^-1`` Lipschitz. Paper: ``1e-3``.
     """
-    if eps <= 0:
-        raise ValueError(f"value_rescale: eps must be > 0, got {eps}")
+    check_range("value_rescale", "eps", eps, 0.0, lo_open=True)
     return x * ((x.abs() + 1).sqrt().add(1).reciprocal() + eps)
 
 
@@ -105,8 +107,7 @@ def value_rescale_inverse(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     overflows). Float32 round-trip error: <= 6.1e-7 relative (10.2 u, u = 2^-24) for
     ``|x|`` in ``[1e-6, 1e8]``.
     """
-    if eps <= 0:
-        raise ValueError(f"value_rescale_inverse: eps must be > 0, got {eps}")
+    check_range("value_rescale_inverse", "eps", eps, 0.0, lo_open=True)
     m = x.abs()
     m1 = m + (1 + eps)
     d = (1 + 4 * eps * m1).sqrt()
@@ -117,28 +118,18 @@ def value_rescale_inverse(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 # --------------------------------------------------------------------------
 # n-step double-Q targets (R2D2)
 # --------------------------------------------------------------------------
-def _check_inputs(reward, done, terminated, bootstrap_value, has_state, n):
-    shape = reward.shape
-    for name, t in (
-        ("done", done),
-        ("terminated", terminated),
-        ("bootstrap_value", bootstrap_value),
-        ("has_state", has_state),
-    ):
-        if t.shape != shape:
-            raise ValueError(
-                f"rescaled_n_step_targets: `{name}` has shape {tuple(t.shape)}, expected {tuple(shape)} "
-                "(the shape of `reward`, time along `time_dim`, no trailing singleton)"
-            )
-    for name, t in (("done", done), ("terminated", terminated), ("has_state", has_state)):
-        if t.dtype != torch.bool:
-            raise TypeError(f"rescaled_n_step_targets: `{name}` must be bool, got {t.dtype}")
-    if not reward.is_floating_point() or not bootstrap_value.is_floating_point():
-        raise TypeError("rescaled_n_step_targets: `reward` and `bootstrap_value` must be floating point")
-    if reward.ndim == 0:
-        raise ValueError("rescaled_n_step_targets: inputs need a time dimension")
-    if int(n) < 1:
-        raise ValueError(f"rescaled_n_step_targets: n must be >= 1, got {n}")
+def _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma=0.5, eps=1e-3, time_dim=-1):
+    owner = "rescaled_n_step_targets"
+    tensors = {"reward": reward, "done": done, "terminated": terminated, "bootstrap_value": bootstrap_value,
+               "has_state": has_state}
+    check_tensors(owner, tensors, floating=("reward", "bootstrap_value"), boolean=("done", "terminated", "has_state"),
+                  finite=("reward", "bootstrap_value"), same_shape=tensors, min_dim=1)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise InputError(f"{owner}: `n` must be an integer >= 1, got {n!r}")
+    check_range(owner, "gamma", gamma, 0.0, 1.0)
+    check_range(owner, "eps", eps, 0.0, lo_open=True)
+    if not -reward.dim() <= time_dim < reward.dim():
+        raise InputError(f"{owner}: `time_dim` {time_dim} is not a dimension of inputs shaped {tuple(reward.shape)}")
 
 
 def _shift(x: torch.Tensor, k: int, fill) -> torch.Tensor:
@@ -207,7 +198,7 @@ def rescaled_n_step_targets(
     The loop runs over the ``n`` offsets, vectorized over time;
     :func:`_rescaled_n_step_targets_reference` is the plain definition.
     """
-    _check_inputs(reward, done, terminated, bootstrap_value, has_state, n)
+    _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma, eps, time_dim)
     n = int(n)
     reward, done, terminated, bootstrap_value, has_state = (
         x.movedim(time_dim, -1) for x in (reward, done, terminated, bootstrap_value, has_state)
@@ -262,7 +253,7 @@ def _rescaled_n_step_targets_reference(
     time_dim: int = -1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`rescaled_n_step_targets` as a double Python loop straight from its definition (tests only)."""
-    _check_inputs(reward, done, terminated, bootstrap_value, has_state, n)
+    _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma, eps, time_dim)
     reward, done, terminated, bootstrap_value, has_state = (
         x.movedim(time_dim, -1) for x in (reward, done, terminated, bootstrap_value, has_state)
     )
