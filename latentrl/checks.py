@@ -26,7 +26,7 @@ class InputError(ValueError, TypeError):
 def _bounds(lo, hi, lo_open, hi_open) -> str:
     left = "(" if lo_open else "["
     right = ")" if hi_open else "]"
-    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+    return f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}{right}"
 
 
 def check_range(

@@ -84,6 +84,7 @@ from torchrl.data import (
     TensorDictReplayBuffer,
 )
 
+from latentrl.checks import check_range, check_tensors
 from latentrl.collectors.state import load_replay_buffer_state, replay_buffer_state
 
 __all__ = ["SequenceCutter", "SequenceReplayBuffer", "sequence_priority"]
@@ -426,8 +427,8 @@ def sequence_priority(td_error: torch.Tensor, mask: torch.Tensor, eta: float = 0
         ``[...]`` priorities. A sequence without any masked step gets priority
         ``0`` (the sampler still adds its ``eps``).
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got eta={eta}")
+    check_range("sequence_priority", "eta", eta, 0.0, 1.0)
+    check_tensors("sequence_priority", {"td_error": td_error}, floating=("td_error",), finite=("td_error",))
     if td_error.ndim == mask.ndim + 1 and td_error.shape[-1] == 1:
         td_error = td_error.squeeze(-1)
     if td_error.shape != mask.shape:

@@ -127,7 +127,7 @@ class GumbelSoftmax(D.RelaxedOneHotCategorical):
         validate_args: bool | None = None,
     ):
         temperature = torch.as_tensor(temperature, dtype=torch.get_default_dtype())
-        if (temperature <= 0).any():
+        if not bool((temperature > 0).all()):  # NaN fails too
             raise ValueError(f"GumbelSoftmax: `temperature` must be > 0, got {temperature}")
         super().__init__(temperature, logits=logits, probs=probs, validate_args=validate_args)
         self.hard = bool(hard)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from latentrl.checks import InputError, check_range, check_tensors
+
 __all__ = ["PopArt"]
 
 
@@ -61,12 +63,12 @@ class PopArt(nn.Module):
 
     def __init__(self, in_features: int, num_tasks: int = 1, beta: float = 3e-4, epsilon: float = 1e-4):
         super().__init__()
-        if not 0.0 < beta <= 1.0:
-            raise ValueError(f"PopArt: `beta` must be in (0, 1], got {beta}")
-        if num_tasks < 1:
-            raise ValueError(f"PopArt: `num_tasks` must be >= 1, got {num_tasks}")
-        if epsilon <= 0.0:
-            raise ValueError(f"PopArt: `epsilon` must be > 0, got {epsilon}")
+        check_range("PopArt", "beta", beta, 0.0, 1.0, lo_open=True)
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+            raise InputError(f"PopArt: `num_tasks` must be an integer >= 1, got {num_tasks!r}")
+        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+            raise InputError(f"PopArt: `in_features` must be an integer >= 1, got {in_features!r}")
+        check_range("PopArt", "epsilon", epsilon, 0.0, lo_open=True)
         self.num_tasks, self.beta, self.epsilon = int(num_tasks), float(beta), float(epsilon)
         self.linear = nn.Linear(in_features, self.num_tasks)
         self.register_buffer("mu", torch.zeros(self.num_tasks))
@@ -162,6 +164,7 @@ class PopArt(nn.Module):
         ``task_ids`` (integer, broadcastable against ``targets``, or of shape
         ``targets.shape[:-1]``) may be omitted when ``num_tasks == 1``.
         """
+        check_tensors("PopArt.update", {"targets": targets}, floating=("targets",), finite=("targets",))
         targets = targets.detach().to(device=self.mu.device, dtype=self.mu.dtype)
         if task_ids is None:
             if self.num_tasks > 1:

@@ -53,6 +53,8 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
+from latentrl.checks import check_range, require_keys
+
 from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights
 from .r2d2 import HardUpdateEvery
 from .value.lambda_return import DreamerLambdaEstimator
@@ -151,8 +153,11 @@ class DreamerActorCriticLoss(LossModule):
         self.entropy_coef = float((1e-3 if discrete else 1e-4) if entropy_coef is None else entropy_coef)
         if not 0.0 <= self.rho <= 1.0:
             raise ValueError(f"DreamerActorCriticLoss: `rho` must be in [0, 1], got {rho}")
-        if self.entropy_coef < 0:
-            raise ValueError(f"DreamerActorCriticLoss: `entropy_coef` must be >= 0, got {entropy_coef}")
+        check_range("DreamerActorCriticLoss", "entropy_coef", self.entropy_coef, 0.0)
+        if int(target_update_interval) < 1:
+            raise ValueError(
+                f"DreamerActorCriticLoss: `target_update_interval` must be >= 1, got {target_update_interval}"
+            )
         self.horizon, self.gamma, self.lmbda = int(horizon), float(gamma), float(lmbda)
         self.target_update_interval = int(target_update_interval)
         self.actor_network = actor_network

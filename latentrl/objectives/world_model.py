@@ -56,6 +56,7 @@ from torch import distributions as D
 from torch.nn import functional as F
 from torchrl.objectives import LossModule
 
+from latentrl.checks import check_tensors, require_keys
 from latentrl.modules.distributions import StraightThroughOneHotCategorical
 
 from .functional import kl_balanced, kl_dyn_rep, kl_free_nats
@@ -206,8 +207,13 @@ class WorldModelLoss(LossModule):
             raise ValueError(
                 f"WorldModelLoss: expected a TensorDict of batch [B, T] (sequences, time last), got batch {list(tensordict.batch_size)}"
             )
+        require_keys("WorldModelLoss", tensordict, {
+            "observation": keys.observation, "next_observation": keys.next_observation, "action": keys.action,
+            "reward": keys.reward, "terminated": keys.terminated,
+        })
         B, T = tensordict.batch_size
         obs = tensordict.get(keys.observation)
+        check_tensors("WorldModelLoss", {"observation": obs}, finite=("observation",))
         obs = torch.cat([obs, tensordict.get(keys.next_observation)[:, -1:]], 1)  # [B, T+1, ...]
         action = tensordict.get(keys.action).to(obs.dtype)
         action = torch.cat([action, torch.zeros_like(action[:, :1])], 1)  # the last is never used

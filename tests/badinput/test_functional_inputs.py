@@ -9,7 +9,11 @@ from hypothesis import strategies as st
 
 from latentrl.checks import InputError
 from latentrl.objectives.functional import lambda_return, vtrace
-from latentrl.objectives.value.rescaling import rescaled_n_step_targets, value_rescale, value_rescale_inverse
+from latentrl.objectives.value.rescaling import (
+    rescaled_n_step_targets,
+    value_rescale,
+    value_rescale_inverse,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

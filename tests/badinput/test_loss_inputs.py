@@ -85,3 +85,27 @@ def test_make_env_unknown_names_list_what_it_accepts(tried, name):
     with pytest.raises(ValueError) as err:
         make_env(name)
     assert "ccepted" in str(err.value), str(err.value)
+
+
+WM_KEYS = {"observation": "observation", "next_observation": ("next", "observation"), "action": "action",
+           "reward": ("next", "reward"), "terminated": ("next", "terminated")}
+
+
+@SETTINGS
+@given(missing=st.sets(st.sampled_from(sorted(WM_KEYS)), min_size=1), nan=st.booleans(), index=st.integers(0, 50))
+def test_world_model_loss_missing_keys_and_nan_observations(tried, missing, nan, index):
+    from test_world_model_loss import make_batch, tiny_world_model
+
+    from latentrl.objectives.world_model import WorldModelLoss
+
+    loss = WorldModelLoss(tiny_world_model(latent="gaussian"), kl="planet")
+    data = make_batch()
+    tried("WorldModelLoss")
+    if nan:
+        data["observation"].view(-1)[index % data["observation"].numel()] = math.nan
+        with pytest.raises(ValueError, match="`observation` must be finite"):
+            loss(data)
+        return
+    with pytest.raises(KeyError) as err:
+        loss(data.exclude(*[WM_KEYS[f] for f in missing]))
+    assert any(f"`{f}` key" in str(err.value) for f in missing), str(err.value)

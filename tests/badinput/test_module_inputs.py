@@ -1,0 +1,90 @@
+"""Generated bad inputs for modules and buffers: PopArt, R2D2's sequence priority,
+the Gumbel-softmax distribution and the episode replay buffer. Each raises a
+ValueError naming the argument; none corrupts the state it updates."""
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from latentrl.collectors.episode_replay import make_episode_replay
+from latentrl.collectors.sequence_replay import sequence_priority
+from latentrl.modules.distributions import GumbelSoftmax
+from latentrl.modules.popart import PopArt
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+not_positive = st.one_of(st.floats(max_value=0.0), st.just(math.nan))
+
+
+@SETTINGS
+@given(name=st.sampled_from(["beta", "epsilon", "num_tasks", "in_features"]), data=st.data())
+def test_popart_bad_construction(tried, name, data):
+    kwargs = {"in_features": 4, "num_tasks": 2, "beta": 0.1, "epsilon": 1e-4}
+    if name == "beta":
+        kwargs["beta"] = data.draw(st.one_of(not_positive, st.floats(min_value=1.0 + 1e-6)))
+    elif name == "epsilon":
+        kwargs["epsilon"] = data.draw(not_positive)
+    else:
+        kwargs[name] = data.draw(st.one_of(st.integers(max_value=0), st.floats(0.5, 3.5), st.just(True)))
+    tried("PopArt")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        PopArt(**kwargs)
+
+
+@SETTINGS
+@given(n=st.integers(1, 8), index=st.integers(0, 100), bad=st.sampled_from([math.nan, math.inf, -math.inf, "ids", "int"]))
+def test_popart_bad_update_leaves_statistics_unchanged(tried, n, index, bad):
+    popart = PopArt(4, num_tasks=2, beta=0.5)
+    before = {k: v.clone() for k, v in popart.state_dict().items()}
+    targets = torch.randn(n, 1)
+    ids = torch.randint(0, 2, (n,))
+    if bad == "ids":
+        ids[index % n] = 2 + index  # out of range
+        name = "task_ids"
+    elif bad == "int":
+        targets = targets.long()
+        name = "targets"
+    else:
+        targets[index % n, 0] = bad
+        name = "targets"
+    tried("PopArt")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        popart.update(targets, ids)
+    assert all(torch.equal(before[k], v) for k, v in popart.state_dict().items())
+
+
+@SETTINGS
+@given(b=st.integers(1, 4), t=st.integers(1, 6), index=st.integers(0, 100),
+       bad=st.sampled_from([math.nan, math.inf, "eta_nan", "eta_range", "shape"]))
+def test_sequence_priority_bad_input(tried, b, t, index, bad):
+    td_error, mask, eta, name = torch.randn(b, t), torch.ones(b, t, dtype=torch.bool), 0.9, "td_error"
+    if bad == "eta_nan":
+        eta, name = math.nan, "eta"
+    elif bad == "eta_range":
+        eta, name = 1.0 + (index + 1) / 10, "eta"
+    elif bad == "shape":
+        mask, name = torch.ones(b, t + 1, dtype=torch.bool), "mask"
+    else:
+        td_error.view(-1)[index % (b * t)] = bad
+    tried("sequence_priority")
+    with pytest.raises(ValueError, match=name):
+        sequence_priority(td_error, mask, eta)
+
+
+@SETTINGS
+@given(temperature=not_positive, hard=st.booleans())
+def test_gumbel_softmax_bad_temperature(tried, temperature, hard):
+    tried("GumbelSoftmax")
+    with pytest.raises(ValueError, match="`temperature`"):
+        GumbelSoftmax(temperature, logits=torch.zeros(3), hard=hard)
+
+
+@SETTINGS
+@given(capacity=st.integers(-5, 20), batch_size=st.integers(-3, 4), seq_len=st.integers(-3, 30))
+def test_episode_replay_bad_sizes(tried, capacity, batch_size, seq_len):
+    if batch_size >= 1 and seq_len >= 1 and capacity >= seq_len:
+        return
+    tried("make_episode_replay")
+    with pytest.raises(ValueError, match="batch_size >= 1, seq_len >= 1 and capacity >= seq_len"):
+        make_episode_replay(capacity, batch_size, seq_len)
