@@ -83,7 +83,7 @@ HARNESS_CONSTRAINTS = {
 }
 
 #: keys that may differ between a checkpoint's config and the resumed run
-RESUMABLE_KEYS = ("checkpoint.resume", "checkpoint.stop_at_frames", "logger.progress_bar", "run_dir")
+RESUMABLE_KEYS = ("checkpoint.resume", "checkpoint.stop_at_frames", "checkpoint.keep", "logger.progress_bar", "run_dir")
 
 
 def default_run_dir() -> Path:

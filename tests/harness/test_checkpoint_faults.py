@@ -167,3 +167,15 @@ def test_csv_rows_cut_short_by_a_crash_are_dropped_on_resume(tmp_path):
     resumed.track(net=torch.nn.Linear(2, 2))
     resumed.restore()
     assert (scalars / "x.csv").read_text() == "5,1.0\n10,2.0\n"
+
+
+def test_checkpoint_from_before_the_format_tag_still_resumes(tmp_path):
+    exp = _run_with_checkpoints(tmp_path, frames=(10,))
+    payload = torch.load(checkpoint_files(exp.run_dir)[0], weights_only=True)
+    del payload["format"], payload["version"]
+    legacy = tmp_path / "old" / "checkpoints" / "latest.pt"
+    legacy.parent.mkdir(parents=True)
+    torch.save(payload, legacy)
+    assert load_checkpoint(tmp_path / "old")["counters"]["frames"] == 10
+    # checkpoint.keep may change on resume, like stop_at_frames
+    Experiment(_cfg(tmp_path, checkpoint={"resume": str(legacy), "keep": 5}))
