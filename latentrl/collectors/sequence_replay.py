@@ -510,14 +510,10 @@ class SequenceReplayBuffer:
             raise ValueError(f"batch_size must be an integer >= 1, got batch_size={batch_size!r}")
         if storage not in self.STORAGES:
             raise ValueError(f"storage must be one of {self.STORAGES}, got storage={storage!r}")
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got alpha={alpha}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got beta={beta}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got eta={eta}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0 (a zero priority could never be sampled), got eps={eps}")
+        check_range("SequenceReplayBuffer", "alpha", alpha, 0.0)
+        check_range("SequenceReplayBuffer", "beta", beta, 0.0)
+        check_range("SequenceReplayBuffer", "eta", eta, 0.0, 1.0)
+        check_range("SequenceReplayBuffer", "eps", eps, 0.0, lo_open=True)  # a zero priority is never sampled
         self.cutter = SequenceCutter(
             seq_len=seq_len, overlap=overlap, burn_in=burn_in, state_keys=state_keys, stored_state=stored_state
         )

@@ -41,12 +41,15 @@ would, and no gradient crosses the boundary.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from tensordict import TensorDict
 from torch import distributions as D
 from torch import nn
 from torch.nn import functional as F
 
+from latentrl.checks import InputError, check_range, check_tensors
 from latentrl.modules.distributions import StraightThroughOneHotCategorical, independent, sample_one_hot
 from latentrl.modules.onehot_linear import OneHotBlockLinear
 
@@ -92,10 +95,13 @@ class RSSM(nn.Module):
         super().__init__()
         if latent not in ("gaussian", "categorical"):
             raise ValueError(f"RSSM: `latent` must be 'gaussian' or 'categorical', got {latent!r}")
-        if min_std < 0:
-            raise ValueError(f"RSSM: `min_std` must be >= 0, got {min_std}")
-        if not 0.0 <= unimix < 1.0:
-            raise ValueError(f"RSSM: `unimix` must be in [0, 1), got {unimix}")
+        check_range("RSSM", "min_std", min_std, 0.0)
+        check_range("RSSM", "unimix", unimix, 0.0, 1.0, hi_open=True)
+        for name, value in (("action_dim", action_dim), ("embed_dim", embed_dim), ("deter_dim", deter_dim),
+                            ("hidden_dim", hidden_dim), ("stoch_dim", stoch_dim), ("num_vars", num_vars),
+                            ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InputError(f"RSSM: `{name}` must be an integer >= 1, got {value!r}")
         if latent == "gaussian" and unimix != 0.0:
             raise ValueError("RSSM: `unimix` only applies to latent='categorical'")
         self.latent = latent
@@ -264,6 +270,12 @@ class RSSM(nn.Module):
                 f"RSSM.observe: expected embed [B, T, E] and action [B, T, A], got {tuple(embed.shape)} and {tuple(action.shape)}"
             )
         B, T = embed.shape[:2]
+        check_tensors("RSSM.observe", {"embed": embed, "action": action}, floating=("embed", "action"),
+                      finite=("embed", "action"))
+        for name, t, dim in (("embed", embed, self.embed_dim), ("action", action, self.action_dim)):
+            if t.shape[-1] != dim:
+                raise InputError(f"RSSM.observe: `{name}` must have {dim} features (the RSSM's {name}_dim), "
+                                 f"got shape {tuple(t.shape)}")
         if is_init is not None:
             if is_init.shape[-1:] == (1,) and is_init.ndim == 3:
                 is_init = is_init.squeeze(-1)

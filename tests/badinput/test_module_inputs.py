@@ -88,3 +88,86 @@ def test_episode_replay_bad_sizes(tried, capacity, batch_size, seq_len):
     tried("make_episode_replay")
     with pytest.raises(ValueError, match="batch_size >= 1, seq_len >= 1 and capacity >= seq_len"):
         make_episode_replay(capacity, batch_size, seq_len)
+
+
+@SETTINGS
+@given(name=st.sampled_from(["alpha", "beta", "eta", "eps"]), data=st.data())
+def test_sequence_replay_buffer_bad_hyperparameters(tried, name, data):
+    from latentrl.collectors.sequence_replay import SequenceReplayBuffer
+
+    if name == "eta":
+        value = data.draw(st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1 + 1e-6), st.just(math.nan)))
+    elif name == "eps":
+        value = data.draw(not_positive)
+    else:
+        value = data.draw(st.one_of(st.floats(max_value=-1e-6), st.just(math.nan)))
+    tried("SequenceReplayBuffer")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SequenceReplayBuffer(100, seq_len=8, overlap=4, burn_in=2, batch_size=4, **{name: value})
+
+
+@SETTINGS
+@given(decay=st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1.0), st.just(math.nan)))
+def test_moving_average_baseline_bad_decay(tried, decay):
+    from latentrl.objectives.baselines import MovingAverageBaseline
+
+    tried("MovingAverageBaseline")
+    with pytest.raises(ValueError, match="`decay`"):
+        MovingAverageBaseline(decay)
+
+
+@SETTINGS
+@given(latent=st.sampled_from(["gaussian", "categorical"]), arg=st.sampled_from(["embed", "action", "is_init"]),
+       how=st.sampled_from(["nan", "inf", "features", "int", "batch"]), index=st.integers(0, 200))
+def test_rssm_observe_bad_inputs(tried, latent, arg, how, index):
+    from latentrl.modules.rssm import RSSM
+
+    torch.manual_seed(0)
+    rssm = RSSM(2, 5, deter_dim=6, hidden_dim=6, latent=latent, stoch_dim=3, num_vars=2, num_classes=3)
+    args = {"embed": torch.randn(2, 4, 5), "action": torch.randn(2, 4, 2), "is_init": torch.zeros(2, 4, 1, dtype=torch.bool)}
+    if arg == "is_init":
+        how = "batch"
+    x = args[arg]
+    if how in ("nan", "inf"):
+        x.view(-1)[index % x.numel()] = math.nan if how == "nan" else math.inf
+        expected = f"`{arg}` must be finite"
+    elif how == "features":
+        x = torch.cat([x, x[..., :1]], -1)
+        expected = f"`{arg}` must have"
+    elif how == "int":
+        x = x.long()
+        expected = f"`{arg}` must be a floating-point"
+    else:
+        x = x[:, :-1]
+        expected = "expected"
+    args[arg] = x
+    tried("RSSM.observe")
+    with pytest.raises(ValueError, match=expected):
+        rssm.observe(args["embed"], args["action"], args["is_init"])
+
+
+@SETTINGS
+@given(name=st.sampled_from(["min_std", "unimix", "deter_dim", "num_vars"]), data=st.data())
+def test_rssm_bad_construction(tried, name, data):
+    from latentrl.modules.rssm import RSSM
+
+    kwargs = {"latent": "categorical"}
+    if name == "min_std":
+        kwargs[name] = data.draw(st.one_of(st.floats(max_value=-1e-6), st.just(math.nan)))
+    elif name == "unimix":
+        kwargs[name] = data.draw(st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1.0), st.just(math.nan)))
+    else:
+        kwargs[name] = data.draw(st.one_of(st.integers(max_value=0), st.floats(0.5, 8.5), st.just(True)))
+    tried("RSSM")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        RSSM(2, 5, **kwargs)
+
+
+@SETTINGS
+@given(unimix=st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1.0 + 1e-6), st.just(math.nan)))
+def test_unimix_categorical_bad_mixture(tried, unimix):
+    from latentrl.modules.distributions import UnimixOneHotCategorical
+
+    tried("UnimixOneHotCategorical")
+    with pytest.raises(ValueError, match="`unimix`"):
+        UnimixOneHotCategorical(torch.zeros(4), unimix=unimix)

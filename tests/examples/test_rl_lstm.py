@@ -158,3 +158,19 @@ def test_resume_at_real_length_and_after_sigkill(rl_lstm, tmp_path, mode):
         rl_lstm.train, cfg, tmp_path, stop_at=2048, script=ROOT / "examples" / "rl_lstm" / "train.py", mode=mode,
         after={"eval/return.csv": 5, "train/episode_return.csv": 10, "train/loss_critic.csv": 10},
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["stop", "kill"])
+def test_issue_reproduction_82k_frames_resumes_exactly(rl_lstm, tmp_path, mode):
+    """The reproduction that found the evaluation-reset bug (UPSTREAM.md #18): the default
+    config for 81,920 frames, checkpoints and evaluations every 20,480, stopped at 40,960
+    (or killed after a checkpoint): evaluations 500.0, 389.8, 371.3, 227.8 both ways."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(example_config("rl_lstm", {}), {
+        "collector": {"total_frames": 81920}, "eval": {"interval_frames": 20480},
+        "checkpoint": {"interval_frames": 20480}, "logger": {"progress_bar": False},
+    })
+    check_resume(rl_lstm.train, cfg, tmp_path, stop_at=40960, script=ROOT / "examples" / "rl_lstm" / "train.py",
+                 mode=mode, after={"eval/return.csv": 2, "train/episode_return.csv": 10}, timeout=900)
