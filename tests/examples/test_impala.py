@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import example_config
+from conftest import ROOT, example_config
 from omegaconf import OmegaConf
 
 from latentrl.harness import ConfigError
@@ -44,16 +44,16 @@ def test_ablations_run(impala, tmp_path, correction):
     assert lags == {"0": 800}  # one synchronous actor, weights pushed after every update: no lag
 
 
-def test_sync_resume_is_exact(impala, tmp_path):
-    sync = {"actors": {"backend": "sync", "num_actors": 1}}
-    impala.train(_cfg(tmp_path, "full", **sync))
-    stopped = impala.train(_cfg(tmp_path, "split", checkpoint={"stop_at_frames": 400}, **sync))
-    assert stopped["stopped_early"]
-    impala.train(_cfg(tmp_path, "x", checkpoint={"resume": str(tmp_path / "split")}, **sync))
-    a, b = _scalars(tmp_path / "full"), _scalars(tmp_path / "split")
-    assert "train/loss_critic.csv" in a and set(a) == set(b)
-    for name in a:
-        assert a[name] == b[name], name
+@pytest.mark.parametrize("mode", ["stop", pytest.param("kill", marks=pytest.mark.slow)])
+def test_sync_resume_at_real_length_and_after_sigkill(impala, tmp_path, mode):
+    """The in-process (sync) actor: stopped, or killed, with episode ends, evaluations,
+    checkpoints and updates after the resume point: identical logs."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(_cfg(tmp_path), {"actors": {"backend": "sync", "num_actors": 1},
+                                           "learner": {"total_frames": 2000}, "eval": {"interval_frames": 400}})
+    check_resume(impala.train, cfg, tmp_path, stop_at=800, script=ROOT / "examples" / "impala" / "train.py", mode=mode,
+                 after={"eval/return.csv": 3, "train/episode_return.csv": 5, "train/loss_critic.csv": 10})
 
 
 def test_config_errors_name_the_key(impala, tmp_path):
