@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from test_checkpoint import _cfg  # the harness config of the checkpoint tests
 
 from latentrl.harness import (
     CheckpointError,
@@ -18,19 +18,6 @@ from latentrl.harness import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cfg(tmp_path, **over):
-    base = {
-        "name": "t",
-        "seed": 3,
-        "threads": 1,
-        "run_dir": str(tmp_path / "run"),
-        "logger": {"backend": "csv", "project": "p", "progress_bar": False},
-        "eval": {"interval_frames": None},
-        "checkpoint": {"interval_frames": None, "keep": 2, "resume": None, "stop_at_frames": None},
-    }
-    return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(over))
 
 
 def _run_with_checkpoints(tmp_path, frames=(10, 20, 30), keep=2):
