@@ -40,6 +40,7 @@ TensorDict under ``imagination`` (TorchRL's layout: ``"next"`` holds
 """
 from __future__ import annotations
 
+import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
-from latentrl.checks import check_range, require_keys
+from latentrl.checks import InputError, check_range, check_tensors, require_keys
 
 from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights
 from .r2d2 import HardUpdateEvery
@@ -144,20 +145,16 @@ class DreamerActorCriticLoss(LossModule):
         target_update_interval: int = 100,
     ):
         super().__init__()
-        if int(horizon) < 1:
-            raise ValueError(f"DreamerActorCriticLoss: `horizon` must be >= 1, got {horizon}")
-        for name, value in (("gamma", gamma), ("lmbda", lmbda)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"DreamerActorCriticLoss: `{name}` must be in [0, 1], got {value}")
+        owner = "DreamerActorCriticLoss"
+        for name, value in (("horizon", horizon), ("target_update_interval", target_update_interval)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InputError(f"{owner}: `{name}` must be an integer >= 1, got {value!r}")
+        check_range(owner, "gamma", gamma, 0.0, 1.0)
+        check_range(owner, "lmbda", lmbda, 0.0, 1.0)
+        check_range(owner, "rho", rho, 0.0, 1.0, optional=True)
+        check_range(owner, "entropy_coef", entropy_coef, 0.0, optional=True)
         self.rho = float((1.0 if discrete else 0.0) if rho is None else rho)
         self.entropy_coef = float((1e-3 if discrete else 1e-4) if entropy_coef is None else entropy_coef)
-        if not 0.0 <= self.rho <= 1.0:
-            raise ValueError(f"DreamerActorCriticLoss: `rho` must be in [0, 1], got {rho}")
-        check_range("DreamerActorCriticLoss", "entropy_coef", self.entropy_coef, 0.0)
-        if int(target_update_interval) < 1:
-            raise ValueError(
-                f"DreamerActorCriticLoss: `target_update_interval` must be >= 1, got {target_update_interval}"
-            )
         self.horizon, self.gamma, self.lmbda = int(horizon), float(gamma), float(lmbda)
         self.target_update_interval = int(target_update_interval)
         self.actor_network = actor_network
@@ -203,6 +200,9 @@ class DreamerActorCriticLoss(LossModule):
     def imagine(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Imagined trajectories ``[N, H]`` from the flattened, detached start states, with rewards and discounts."""
         keys = self.tensor_keys
+        require_keys("DreamerActorCriticLoss", tensordict, {"deter": keys.deter, "stoch": keys.stoch})
+        check_tensors("DreamerActorCriticLoss", {"deter": tensordict.get(keys.deter), "stoch": tensordict.get(keys.stoch)},
+                      floating=("deter", "stoch"), finite=("deter", "stoch"))
         start = tensordict.select(keys.deter, keys.stoch).reshape(-1).detach()
         with _frozen(self.imagination, self.reward_model, self.discount_model), set_exploration_type(ExplorationType.RANDOM):
             traj = self.imagination.rollout(start, self.actor_network, self.horizon)

@@ -31,6 +31,12 @@ def reinforce_surrogate(
         loss: ``L(z)``, broadcastable to ``log_prob``.
         baseline: ``b``, broadcastable to ``log_prob``.
     """
+    tensors = {"log_prob": log_prob, "loss": loss}
+    check_tensors("reinforce_surrogate", tensors, floating=tensors, finite=tensors)
+    if isinstance(baseline, torch.Tensor):
+        check_tensors("reinforce_surrogate", {"baseline": baseline}, floating=("baseline",), finite=("baseline",))
+    else:
+        check_range("reinforce_surrogate", "baseline", baseline)
     return (loss - baseline).detach() * log_prob
 
 

@@ -21,6 +21,7 @@ from latentrl.objectives.impala import IMPALALoss  # noqa: E402
 from latentrl.objectives.r2d2 import R2D2Loss  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FEW = settings(SETTINGS, max_examples=20)  # cases that build a world model and its actor-critic
 
 IMPALA_KEYS = {"action": "action", "sample_log_prob": "action_log_prob", "reward": ("next", "reward"),
                "done": ("next", "done"), "terminated": ("next", "terminated")}
@@ -109,3 +110,57 @@ def test_world_model_loss_missing_keys_and_nan_observations(tried, missing, nan,
     with pytest.raises(KeyError) as err:
         loss(data.exclude(*[WM_KEYS[f] for f in missing]))
     assert any(f"`{f}` key" in str(err.value) for f in missing), str(err.value)
+
+
+@FEW
+@given(name=st.sampled_from(["horizon", "target_update_interval", "gamma", "lmbda", "rho", "entropy_coef"]),
+       data=st.data())
+def test_dreamer_loss_bad_hyperparameters(tried, name, data):
+    from test_dreamer_losses import build
+
+    if name in ("horizon", "target_update_interval"):
+        value = data.draw(st.one_of(st.integers(max_value=0), st.floats(0.5, 9.5), st.just(True)))
+    elif name == "entropy_coef":
+        value = data.draw(st.one_of(st.floats(max_value=-1e-6), st.just(math.nan)))
+    else:
+        value = data.draw(st.one_of(st.floats(max_value=-1e-6), st.floats(min_value=1 + 1e-6), st.just(math.nan)))
+    tried("DreamerActorCriticLoss")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        build(**{name: value})
+
+
+@FEW
+@given(missing=st.sampled_from(["deter", "stoch", None]), index=st.integers(0, 100))
+def test_dreamer_loss_missing_or_nan_start_states(tried, missing, index):
+    from test_dreamer_losses import build, start_states
+
+    loss, _, _ = build()
+    td = start_states()
+    tried("DreamerActorCriticLoss")
+    if missing is None:
+        td["deter"].view(-1)[index % td["deter"].numel()] = math.nan
+        with pytest.raises(ValueError, match="`deter` must be finite"):
+            loss(td)
+    else:
+        with pytest.raises(KeyError, match=f"`{missing}` key"):
+            loss(td.exclude(missing))
+
+
+@SETTINGS
+@given(arg=st.sampled_from(["log_prob", "loss", "baseline"]), bad=st.sampled_from([math.nan, math.inf, "int"]),
+       index=st.integers(0, 20))
+def test_reinforce_surrogate_bad_input(tried, arg, bad, index):
+    import torch
+
+    from latentrl.objectives.functional import reinforce_surrogate
+
+    args = {"log_prob": torch.randn(4, requires_grad=True), "loss": torch.randn(4), "baseline": torch.randn(4)}
+    if bad == "int":
+        args[arg] = args[arg].detach().long()
+    else:
+        with torch.no_grad():
+            args[arg] = args[arg].detach().clone()
+            args[arg][index % 4] = bad
+    tried("reinforce_surrogate")
+    with pytest.raises(ValueError, match=f"`{arg}`"):
+        reinforce_surrogate(**args)
