@@ -30,6 +30,9 @@ from omegaconf import OmegaConf
 from latentrl.harness import checkpoint_files, flatten, load_checkpoint
 
 
+_UNINTERRUPTED: dict[tuple[str, str], dict[str, str]] = {}
+
+
 def scalars(run_dir: Path) -> dict[str, str]:
     root = Path(run_dir) / "logs" / "scalars"
     return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.csv"))}
@@ -108,8 +111,11 @@ def check_resume(
     def with_(name: str, **checkpoint):
         return OmegaConf.merge(cfg, {"run_dir": str(tmp_path / name), "checkpoint": checkpoint})
 
-    train(with_("full"))
-    full = scalars(tmp_path / "full")
+    key = (getattr(train, "__module__", ""), OmegaConf.to_yaml(OmegaConf.merge(cfg, {"run_dir": None})))
+    if key not in _UNINTERRUPTED:  # one uninterrupted run serves every mode of a config
+        train(with_("full"))
+        _UNINTERRUPTED[key] = scalars(tmp_path / "full")
+    full = _UNINTERRUPTED[key]
     if mode == "stop":
         resumed_at = stop_at
         train(with_("split", stop_at_frames=stop_at))
