@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.data import Categorical, Composite
+from torchrl.data import Categorical
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
 from .transforms import PerEnvConstant
