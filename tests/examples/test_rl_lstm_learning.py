@@ -1,10 +1,14 @@
 """RL-LSTM learns masked CartPole; a feed-forward policy trained the same way does not.
 
-Seeded, default config (400k frames). On this project's 2-core CPU machine the
-LSTM run takes about 2 minutes, the feed-forward one under 1.
+Seeded, default config (400k frames). Slow tests (``python -m pytest -m slow``):
+on this project's 2-core CPU machine the LSTM run took 368 s and the
+feed-forward one 113 s on 2026-12-02 (quiet machine), 80% of the default
+suite's 826 s, so they left it for the 10-minute budget.
 """
 import pytest
 from conftest import example_config
+
+pytestmark = pytest.mark.slow
 
 
 def _run(rl_lstm, tmp_path, policy, seed=0):
@@ -27,7 +31,6 @@ def test_feedforward_policy_stays_clearly_below(rl_lstm, tmp_path):
     assert summary["best_eval_return"] < 150, summary
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_rl_lstm_learns_other_seeds(rl_lstm, tmp_path, seed):
     assert _run(rl_lstm, tmp_path, "lstm", seed)["final_eval_return"] >= 300
