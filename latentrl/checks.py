@@ -9,6 +9,7 @@ recursion's inner steps.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from numbers import Real
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-__all__ = ["InputError", "check_range", "check_tensors", "require_keys"]
+__all__ = ["InputError", "check_positive_int", "check_range", "check_tensors", "require_keys"]
 
 
 class InputError(ValueError, TypeError):
@@ -63,6 +64,12 @@ def check_range(
     if bad:
         got = f"{low}" if low == high else f"values in [{low}, {high}]"
         raise InputError(f"{owner}: `{name}` must be in {_bounds(lo, hi, lo_open, hi_open)}, got {got}")
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+    """``value`` is an integer (not a bool) >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{owner}: `{name}` must be an integer >= 1, got {value!r}")
 
 
 def check_tensors(

@@ -41,16 +41,18 @@ would, and no gradient crosses the boundary.
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 from tensordict import TensorDict
 from torch import distributions as D
 from torch import nn
 from torch.nn import functional as F
 
-from latentrl.checks import InputError, check_range, check_tensors
-from latentrl.modules.distributions import StraightThroughOneHotCategorical, independent, sample_one_hot
+from latentrl.checks import InputError, check_positive_int, check_range, check_tensors
+from latentrl.modules.distributions import (
+    StraightThroughOneHotCategorical,
+    independent,
+    sample_one_hot,
+)
 from latentrl.modules.onehot_linear import OneHotBlockLinear
 
 __all__ = ["RSSM"]
@@ -100,8 +102,7 @@ class RSSM(nn.Module):
         for name, value in (("action_dim", action_dim), ("embed_dim", embed_dim), ("deter_dim", deter_dim),
                             ("hidden_dim", hidden_dim), ("stoch_dim", stoch_dim), ("num_vars", num_vars),
                             ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise InputError(f"RSSM: `{name}` must be an integer >= 1, got {value!r}")
+            check_positive_int("RSSM", name, value)
         if latent == "gaussian" and unimix != 0.0:
             raise ValueError("RSSM: `unimix` only applies to latent='categorical'")
         self.latent = latent

@@ -40,7 +40,6 @@ TensorDict under ``imagination`` (TorchRL's layout: ``"next"`` holds
 """
 from __future__ import annotations
 
-import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -54,7 +53,7 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
-from latentrl.checks import InputError, check_range, check_tensors, require_keys
+from latentrl.checks import check_positive_int, check_range, check_tensors, require_keys
 
 from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights
 from .r2d2 import HardUpdateEvery
@@ -147,8 +146,7 @@ class DreamerActorCriticLoss(LossModule):
         super().__init__()
         owner = "DreamerActorCriticLoss"
         for name, value in (("horizon", horizon), ("target_update_interval", target_update_interval)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise InputError(f"{owner}: `{name}` must be an integer >= 1, got {value!r}")
+            check_positive_int(owner, name, value)
         check_range(owner, "gamma", gamma, 0.0, 1.0)
         check_range(owner, "lmbda", lmbda, 0.0, 1.0)
         check_range(owner, "rho", rho, 0.0, 1.0, optional=True)

@@ -64,11 +64,10 @@ In float64 ours round-trips to ~1e-15 relative over the same range.
 from __future__ import annotations
 
 import itertools
-import numbers
 
 import torch
 
-from latentrl.checks import InputError, check_range, check_tensors
+from latentrl.checks import InputError, check_positive_int, check_range, check_tensors
 
 __all__ = [
     "value_rescale",
@@ -124,8 +123,7 @@ def _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma
                "has_state": has_state}
     check_tensors(owner, tensors, floating=("reward", "bootstrap_value"), boolean=("done", "terminated", "has_state"),
                   finite=("reward", "bootstrap_value"), same_shape=tensors, min_dim=1)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise InputError(f"{owner}: `n` must be an integer >= 1, got {n!r}")
+    check_positive_int(owner, "n", n)
     check_range(owner, "gamma", gamma, 0.0, 1.0)
     check_range(owner, "eps", eps, 0.0, lo_open=True)
     if not -reward.dim() <= time_dim < reward.dim():
