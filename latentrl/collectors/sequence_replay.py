@@ -14,7 +14,8 @@ Parts
 * :class:`SequenceCutter` turns TorchRL collector batches (``[num_envs, T]``,
   time last, each env continuing across calls) into sequences ``[N, L]``,
   ``L = burn_in + seq_len``, keeping the unfinished episodes' steps between calls.
-* :func:`sequence_priority`: R2D2's priority of a sequence.
+* the priorities a buffer stores come from the loss
+  (:func:`latentrl.objectives.functional.sequence_priority`).
 * :class:`SequenceReplayBuffer`: a TorchRL ``TensorDictReplayBuffer`` over
   whole sequences (``LazyTensorStorage``/``LazyMemmapStorage``) with TorchRL's
   ``PrioritizedSampler``: one priority per sequence.
@@ -84,10 +85,11 @@ from torchrl.data import (
     TensorDictReplayBuffer,
 )
 
-from latentrl.checks import check_range, check_tensors
+from latentrl.checks import check_range
 from latentrl.collectors.state import load_replay_buffer_state, replay_buffer_state
+from latentrl.objectives.functional import sequence_priority
 
-__all__ = ["SequenceCutter", "SequenceReplayBuffer", "sequence_priority"]
+__all__ = ["SequenceCutter", "SequenceReplayBuffer"]
 
 DEFAULT_STATE_KEYS = ("recurrent_state_h", "recurrent_state_c")
 # entries under "next" that describe the transition, not the next state: never
@@ -405,43 +407,6 @@ class SequenceCutter:
         self._episodes = episodes
         if state["kept"] is not None:
             self._kept = TensorDict.from_dict(state["kept"], batch_size=[int(state["num_kept"])])
-
-
-def sequence_priority(td_error: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
-    r"""R2D2's sequence priority (Kapturowski et al. 2019, Section 2, "Prioritized
-    replay"): a mixture of the max and the mean absolute n-step TD error over
-    the sequence,
-
-    .. math:: p = \eta \max_t |\delta_t| + (1 - \eta) \frac{1}{|M|}\sum_{t \in M} |\delta_t|
-
-    taken over the masked steps ``M`` (``mask`` True: real training steps).
-    ``eta = 0.9`` in the paper; large ``eta`` keeps a few large errors from being
-    averaged away over a long sequence.
-
-    Args:
-        td_error: ``[..., T]`` (a trailing singleton dim ``[..., T, 1]`` is accepted).
-        mask: bool, same shape as ``td_error`` (without the singleton).
-        eta: mixing weight in ``[0, 1]``.
-
-    Returns:
-        ``[...]`` priorities. A sequence without any masked step gets priority
-        ``0`` (the sampler still adds its ``eps``).
-    """
-    check_range("sequence_priority", "eta", eta, 0.0, 1.0)
-    check_tensors("sequence_priority", {"td_error": td_error}, floating=("td_error",), finite=("td_error",))
-    if td_error.ndim == mask.ndim + 1 and td_error.shape[-1] == 1:
-        td_error = td_error.squeeze(-1)
-    if td_error.shape != mask.shape:
-        raise ValueError(f"td_error {tuple(td_error.shape)} and mask {tuple(mask.shape)} must have the same shape")
-    if td_error.ndim == 0:
-        raise ValueError("td_error needs a time dimension ([..., T])")
-    mask = mask.bool()
-    err = td_error.detach().abs().masked_fill(~mask, 0)
-    count = mask.sum(-1)
-    max_err = err.amax(-1)
-    mean_err = err.sum(-1) / count.clamp_min(1)
-    priority = eta * max_err + (1 - eta) * mean_err
-    return torch.where(count > 0, priority, torch.zeros_like(priority))
 
 
 class SequenceReplayBuffer:

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from latentrl.checks import InputError, check_range, check_tensors
 
-__all__ = ["reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep", "lambda_return"]
+__all__ = [
+    "reinforce_surrogate", "vtrace", "kl_free_nats", "kl_balanced", "kl_dyn_rep", "lambda_return", "sequence_priority"]
 
 
 def reinforce_surrogate(
@@ -400,3 +401,40 @@ def dreamer_critic_loss(value: torch.Tensor, lambda_target: torch.Tensor, weight
             f"{tuple(value.shape)}, {tuple(lambda_target.shape)}, {tuple(weight.shape)}"
         )
     return (weight.detach() * 0.5 * (value - lambda_target.detach()).pow(2)).mean()
+
+
+def sequence_priority(td_error: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
+    r"""R2D2's sequence priority (Kapturowski et al. 2019, Section 2, "Prioritized
+    replay"): a mixture of the max and the mean absolute n-step TD error over
+    the sequence,
+
+    .. math:: p = \eta \max_t |\delta_t| + (1 - \eta) \frac{1}{|M|}\sum_{t \in M} |\delta_t|
+
+    taken over the masked steps ``M`` (``mask`` True: real training steps).
+    ``eta = 0.9`` in the paper; large ``eta`` keeps a few large errors from being
+    averaged away over a long sequence.
+
+    Args:
+        td_error: ``[..., T]`` (a trailing singleton dim ``[..., T, 1]`` is accepted).
+        mask: bool, same shape as ``td_error`` (without the singleton).
+        eta: mixing weight in ``[0, 1]``.
+
+    Returns:
+        ``[...]`` priorities. A sequence without any masked step gets priority
+        ``0`` (the sampler still adds its ``eps``).
+    """
+    check_range("sequence_priority", "eta", eta, 0.0, 1.0)
+    check_tensors("sequence_priority", {"td_error": td_error}, floating=("td_error",), finite=("td_error",))
+    if td_error.ndim == mask.ndim + 1 and td_error.shape[-1] == 1:
+        td_error = td_error.squeeze(-1)
+    if td_error.shape != mask.shape:
+        raise ValueError(f"td_error {tuple(td_error.shape)} and mask {tuple(mask.shape)} must have the same shape")
+    if td_error.ndim == 0:
+        raise ValueError("td_error needs a time dimension ([..., T])")
+    mask = mask.bool()
+    err = td_error.detach().abs().masked_fill(~mask, 0)
+    count = mask.sum(-1)
+    max_err = err.amax(-1)
+    mean_err = err.sum(-1) / count.clamp_min(1)
+    priority = eta * max_err + (1 - eta) * mean_err
+    return torch.where(count > 0, priority, torch.zeros_like(priority))

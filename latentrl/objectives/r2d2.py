@@ -38,8 +38,8 @@ from tensordict.utils import NestedKey
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import HardUpdate, LossModule
 
-from latentrl.checks import require_keys
-from latentrl.collectors.sequence_replay import sequence_priority
+from latentrl.checks import require_keys, require_module_inputs
+from latentrl.objectives.functional import sequence_priority
 from latentrl.objectives.value.rescaling import rescaled_n_step_targets
 
 __all__ = ["R2D2Loss", "HardUpdateEvery", "delta_q"]
@@ -79,6 +79,18 @@ class R2D2Loss(LossModule):
     ``"valid"``, ``"bootstrap"``, ``("next", "reward" | "done" | "terminated")``
     and optionally the importance weights ``"_weight"`` ``[B]`` or ``[B, L]``.
 
+    A batch without ``"mask"``, ``"valid"`` and ``"bootstrap"`` (e.g. TorchRL's
+    ``SliceSampler`` sample, reshaped to ``[B, slice_len]``; each row one
+    episode's consecutive steps, with the recurrent state the collector's
+    policy wrote) is read as: every step valid, the steps after ``burn_in``
+    trained, nothing to bootstrap from past the row's end (the last ``n_steps``
+    steps get no target unless their episode terminates). Either all three
+    keys or none.
+
+    The loss runs the network in TorchRL's recurrent mode
+    (``set_recurrent_mode(True)``: the LSTM unrolls the whole row from the
+    state it is given), whatever mode the caller is in.
+
     Output: ``loss`` (scalar), ``priority`` ``[B]`` (detached), ``td_error``
     ``[B, L - burn_in]`` (``|delta|``, detached, zero where not trained),
     ``loss_mask`` and diagnostics (``q_mean``, ``target_mean``).
@@ -99,7 +111,10 @@ class R2D2Loss(LossModule):
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
-    out_keys = ["loss"]
+    value_network: TensorDictModuleBase
+    value_network_params: TensorDictBase
+    target_value_network_params: TensorDictBase
+    out_keys = ["loss", "priority", "td_error", "loss_mask", "q_mean", "target_mean", "trained_steps"]
 
     def __init__(
         self,
@@ -127,6 +142,39 @@ class R2D2Loss(LossModule):
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
+
+    @property
+    def in_keys(self):
+        keys = self.tensor_keys
+        out = [k for k in self.value_network.in_keys]
+        for key in (keys.action, keys.is_init, keys.mask, keys.valid, keys.bootstrap,
+                    ("next", keys.reward), ("next", keys.done), ("next", keys.terminated)):
+            if key not in out:
+                out.append(key)
+        return out
+
+    def _with_layout(self, td: TensorDictBase) -> TensorDictBase:
+        """The replay layout's ``mask``/``valid``/``bootstrap``; made up for a plain ``[B, L]`` slice batch."""
+        keys = self.tensor_keys
+        names = {"mask": keys.mask, "valid": keys.valid, "bootstrap": keys.bootstrap}
+        present = {name for name, key in names.items() if key in td.keys(True)}
+        if present == set(names):
+            return td
+        if present:
+            missing = sorted(set(names) - present)
+            raise KeyError(
+                f"R2D2Loss: the input tensordict has {sorted(present)} but no {names[missing[0]]!r} (the "
+                f"`{missing[0]}` key; rename it with set_keys({missing[0]}=...)): give all of mask, valid and "
+                "bootstrap (SequenceReplayBuffer's layout) or none (a SliceSampler batch: every step valid, the "
+                "steps after burn_in trained)"
+            )
+        B, L = td.shape
+        valid = torch.ones(B, L, dtype=torch.bool, device=td.device)
+        td = td.clone(False)
+        td.set(keys.valid, valid)
+        td.set(keys.mask, valid & (torch.arange(L, device=td.device) >= self.burn_in))
+        td.set(keys.bootstrap, torch.zeros_like(valid))
+        return td
 
     # ------------------------------------------------------------ unrolling
     def _unroll(self, params, td: TensorDictBase, grad: bool) -> torch.Tensor:
@@ -162,12 +210,17 @@ class R2D2Loss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
         td = tensordict
-        require_keys("R2D2Loss", td, {
-            "action": keys.action, "mask": keys.mask, "valid": keys.valid, "bootstrap": keys.bootstrap,
-            "reward": ("next", keys.reward), "done": ("next", keys.done), "terminated": ("next", keys.terminated),
-        })
         if td.batch_dims != 2:
-            raise ValueError(f"R2D2Loss: expected sequences with batch [B, L], got batch size {list(td.batch_size)}")
+            raise ValueError(
+                f"R2D2Loss: expected sequences with batch [B, L], got batch size {list(td.batch_size)} "
+                "(a SliceSampler sample is flat: reshape it with .reshape(-1, slice_len))"
+            )
+        require_keys("R2D2Loss", td, {
+            "action": keys.action, "reward": ("next", keys.reward), "done": ("next", keys.done),
+            "terminated": ("next", keys.terminated), **({"is_init": keys.is_init} if self.state_keys else {}),
+        })
+        require_module_inputs("R2D2Loss", td, {"value_network": self.value_network})
+        td = self._with_layout(td)
         b = self.burn_in
         if td.shape[1] <= b:
             raise ValueError(f"R2D2Loss: sequences of length {td.shape[1]} leave no training steps after burn_in={b}")

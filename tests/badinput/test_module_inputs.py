@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from latentrl.collectors.episode_replay import make_episode_replay
-from latentrl.collectors.sequence_replay import sequence_priority
 from latentrl.modules.distributions import GumbelSoftmax
 from latentrl.modules.popart import PopArt
+from latentrl.objectives.functional import sequence_priority
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 not_positive = st.one_of(st.floats(max_value=0.0), st.just(math.nan))

@@ -8,7 +8,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from latentrl.collectors.sequence_replay import SequenceCutter, SequenceReplayBuffer, sequence_priority
+from latentrl.collectors.sequence_replay import SequenceCutter, SequenceReplayBuffer
+from latentrl.objectives.functional import sequence_priority
 
 # burn_in=2, seq_len=4, overlap=2: L=6, stride=2 (the module docstring's example)
 SMALL = {"seq_len": 4, "overlap": 2, "burn_in": 2}
