@@ -1,1 +1,33 @@
-"""latentrl.collectors (see DESIGN.md)."""
+"""How experience reaches the learner: TorchRL collectors and replay buffers, extended where the papers need it.
+
+* :class:`SequenceReplayBuffer`, :class:`SequenceCutter`: R2D2's overlapping
+  stored-state sequences with one priority each (computed by the loss,
+  :func:`latentrl.objectives.functional.sequence_priority`).
+* :func:`make_episode_replay`, :func:`sample_sequences`: Dreamer's episode
+  replay over TorchRL's ``SliceSampler``.
+* :class:`ActorLearner`: IMPALA's asynchronous actors with measured policy lag.
+* :func:`collector_state`, :func:`replay_buffer_state` (and their loaders):
+  exact-resume state of a collector and a replay buffer.
+"""
+from .actor_learner import BACKENDS, ActorLearner
+from .episode_replay import make_episode_replay, sample_sequences
+from .sequence_replay import SequenceCutter, SequenceReplayBuffer
+from .state import (
+    collector_state,
+    load_collector_state,
+    load_replay_buffer_state,
+    replay_buffer_state,
+)
+
+__all__ = [
+    "ActorLearner",
+    "BACKENDS",
+    "make_episode_replay",
+    "sample_sequences",
+    "SequenceCutter",
+    "SequenceReplayBuffer",
+    "collector_state",
+    "load_collector_state",
+    "replay_buffer_state",
+    "load_replay_buffer_state",
+]

@@ -12,6 +12,7 @@ from .factories import (
 from .multitask import TaskRewardScale, make_multitask_env
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
 from .previous import PreviousActionReward
+from .snapshot import SnapshotUnsupported, env_state, load_env_state
 from .transforms import MaxPoolFrameSkip, PerEnvConstant
 
 __all__ = [
@@ -31,4 +32,7 @@ __all__ = [
     "MaxPoolFrameSkip",
     "PerEnvConstant",
     "PreviousActionReward",
+    "env_state",
+    "load_env_state",
+    "SnapshotUnsupported",
 ]

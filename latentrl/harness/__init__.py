@@ -1,9 +1,12 @@
 """The experiment harness shared by all examples (config checks, logging,
 progress, evaluation, exact checkpoints). See :class:`Experiment`."""
 from .checkpoint import (
+    FORMAT,
+    VERSION,
     CheckpointError,
     checkpoint_files,
     load_checkpoint,
+    prune_checkpoints,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -55,6 +58,9 @@ __all__ = [
     "load_checkpoint",
     "CheckpointError",
     "checkpoint_files",
+    "prune_checkpoints",
+    "FORMAT",
+    "VERSION",
     "save_checkpoint",
     "rng_state",
     "set_rng_state",

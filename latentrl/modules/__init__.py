@@ -1,1 +1,84 @@
-"""latentrl.modules (see DESIGN.md)."""
+"""Keyed modules: ``nn.Module`` s wrapped as TensorDict modules that read and write named keys.
+
+* World models: :class:`RSSM`, :class:`WorldModel` (:func:`make_world_model`),
+  the keyed steps :class:`RSSMObserve`, :class:`RSSMImagine`, :class:`RSSMPriorStep`,
+  :class:`LatentPolicy` (acting by filtering) and :class:`CEMPlanner` (PlaNet's planner).
+* Dreamer's actor and critic: :func:`make_dreamer_actor`, :func:`make_dreamer_critic`.
+* Discrete latents: :class:`StraightThroughOneHotCategorical`, :class:`GumbelSoftmax`,
+  :class:`UnimixOneHotCategorical`.
+* Recurrent agents: :func:`make_actor_critic` (RL-LSTM), :func:`make_recurrent_q_network`
+  (R2D2), :class:`PerEnvEpsilonGreedy`; :class:`PopArt`.
+"""
+from .actor_critic import (
+    DreamerNormalParams,
+    DreamerTruncatedNormal,
+    make_dreamer_actor,
+    make_dreamer_critic,
+)
+from .distributions import (
+    GumbelSoftmax,
+    StraightThroughOneHotCategorical,
+    UnimixOneHotCategorical,
+    gumbel_noise,
+    independent,
+    sample_one_hot,
+)
+from .latent_policy import LatentPolicy
+from .onehot_linear import OneHotBlockLinear, PartsMLP, one_hot_block
+from .planners import CEMPlanner, cem_plan
+from .popart import PopArt
+from .q_networks import (
+    AtariTorso,
+    DuelingHead,
+    PerEnvEpsilonGreedy,
+    RecurrentQNetwork,
+    apex_epsilons,
+    make_recurrent_q_network,
+)
+from .recurrent import make_actor_critic, recurrent_primers
+from .rssm import RSSM
+from .world_model import (
+    RSSMImagine,
+    RSSMObserve,
+    RSSMPriorStep,
+    WorldModel,
+    make_latent_head,
+    make_mlp,
+    make_world_model,
+)
+
+__all__ = [
+    "RSSM",
+    "WorldModel",
+    "make_world_model",
+    "RSSMObserve",
+    "RSSMImagine",
+    "RSSMPriorStep",
+    "make_mlp",
+    "make_latent_head",
+    "LatentPolicy",
+    "CEMPlanner",
+    "cem_plan",
+    "make_dreamer_actor",
+    "make_dreamer_critic",
+    "DreamerNormalParams",
+    "DreamerTruncatedNormal",
+    "StraightThroughOneHotCategorical",
+    "GumbelSoftmax",
+    "UnimixOneHotCategorical",
+    "gumbel_noise",
+    "sample_one_hot",
+    "independent",
+    "OneHotBlockLinear",
+    "PartsMLP",
+    "one_hot_block",
+    "PopArt",
+    "make_actor_critic",
+    "recurrent_primers",
+    "make_recurrent_q_network",
+    "RecurrentQNetwork",
+    "DuelingHead",
+    "AtariTorso",
+    "PerEnvEpsilonGreedy",
+    "apex_epsilons",
+]

@@ -1,1 +1,69 @@
-"""latentrl.objectives (see DESIGN.md)."""
+"""Losses (``torchrl.objectives.LossModule`` subclasses) and the pure functions they are built on.
+
+Every loss reads and writes TensorDict keys (``set_keys``; the defaults are
+listed by ``loss.tensor_keys``), exposes ``in_keys``/``out_keys``, and returns
+a TensorDict whose ``loss_*`` entries the user sums:
+
+* :class:`IMPALALoss` (V-trace actor-critic, optional PopArt);
+* :class:`R2D2Loss` (burn-in, rescaled n-step double Q, sequence priorities)
+  and :class:`HardUpdateEvery` (its target updates);
+* :class:`WorldModelLoss` (PlaNet/DreamerV2 world model) and
+  :class:`DreamerActorCriticLoss` (DreamerV2's actor and critic in imagination);
+* :class:`GumbelSACLoss` (SAC with a Gumbel-softmax actor);
+* :func:`reinforce_surrogate` with :class:`MovingAverageBaseline` (REINFORCE
+  with a baseline for discrete latents).
+
+The math is in :mod:`latentrl.objectives.functional` and
+:mod:`latentrl.objectives.value` (the value estimators).
+"""
+from . import functional, value
+from .baselines import MovingAverageBaseline
+from .dreamer import DreamerActorCriticLoss
+from .functional import (
+    kl_balanced,
+    kl_dyn_rep,
+    kl_free_nats,
+    lambda_return,
+    reinforce_surrogate,
+    sequence_priority,
+    vtrace,
+)
+from .gumbel_sac import GumbelSACLoss, categorical_entropy
+from .impala import CORRECTIONS, IMPALALoss
+from .r2d2 import HardUpdateEvery, R2D2Loss, delta_q
+from .value import (
+    DreamerLambdaEstimator,
+    VTrace,
+    rescaled_n_step_targets,
+    value_rescale,
+    value_rescale_inverse,
+)
+from .world_model import KL_PRESETS, WorldModelLoss
+
+__all__ = [
+    "IMPALALoss",
+    "CORRECTIONS",
+    "R2D2Loss",
+    "HardUpdateEvery",
+    "delta_q",
+    "sequence_priority",
+    "WorldModelLoss",
+    "KL_PRESETS",
+    "DreamerActorCriticLoss",
+    "GumbelSACLoss",
+    "categorical_entropy",
+    "MovingAverageBaseline",
+    "reinforce_surrogate",
+    "vtrace",
+    "lambda_return",
+    "kl_free_nats",
+    "kl_balanced",
+    "kl_dyn_rep",
+    "VTrace",
+    "DreamerLambdaEstimator",
+    "value_rescale",
+    "value_rescale_inverse",
+    "rescaled_n_step_targets",
+    "functional",
+    "value",
+]

@@ -1,12 +1,6 @@
-"""Value estimators: TorchRL ``ValueEstimatorBase`` subclasses over the pure functions."""
-from latentrl.objectives.value.lambda_return import DreamerLambdaEstimator
-from latentrl.objectives.value.vtrace import VTrace
+"""Value estimators (TorchRL ``ValueEstimatorBase`` subclasses over the pure functions) and R2D2's value rescaling."""
+from .lambda_return import DreamerLambdaEstimator
+from .rescaling import rescaled_n_step_targets, value_rescale, value_rescale_inverse
+from .vtrace import VTrace
 
-__all__ = ["VTrace", "DreamerLambdaEstimator"]
-from latentrl.objectives.value.rescaling import (  # noqa: E402
-    rescaled_n_step_targets,
-    value_rescale,
-    value_rescale_inverse,
-)
-
-__all__ += ["value_rescale", "value_rescale_inverse", "rescaled_n_step_targets"]
+__all__ = ["VTrace", "DreamerLambdaEstimator", "value_rescale", "value_rescale_inverse", "rescaled_n_step_targets"]
