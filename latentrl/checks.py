@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-__all__ = ["InputError", "check_positive_int", "check_range", "check_tensors", "require_keys"]
+__all__ = ["InputError", "check_positive_int", "check_range", "check_tensors", "require_keys", "require_module_inputs"]
 
 
 class InputError(ValueError, TypeError):
@@ -124,3 +124,31 @@ def require_keys(owner: str, tensordict: TensorDictBase, keys: Mapping[str, Any]
                 f"{owner}: the input tensordict has no {key!r} (the `{field}` key; rename it with "
                 f"set_keys({field}=...)); it has: {', '.join(shown)}"
             )
+
+
+def _as_tuple(key) -> tuple:
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def require_module_inputs(owner: str, tensordict: TensorDictBase, modules: Mapping[str, Any], prefix: tuple = (),
+                          skip: tuple = ()) -> None:
+    """Every input key of the keyed ``modules`` (by argument name) is in ``tensordict`` (under ``prefix``).
+
+    The message names the key, the loss and the module that reads it, so a
+    user who renamed an observation finds where the old name is still read.
+    Input keys in ``skip`` are not checked (the loss fills them in).
+    """
+    leaves = [_as_tuple(k) for k in tensordict.keys(True, True)]
+    for name, module in modules.items():
+        if module is None:
+            continue
+        for key in module.in_keys:
+            if key in skip:
+                continue
+            full = (*prefix, *_as_tuple(key))
+            if not any(leaf[: len(full)] == full for leaf in leaves):
+                shown = sorted("/".join(k) for k in leaves)
+                raise KeyError(
+                    f"{owner}: the input tensordict has no {full[0] if len(full) == 1 else full!r}, an input of "
+                    f"the `{name}` (its in_keys: {list(module.in_keys)}); it has: {', '.join(shown)}"
+                )

@@ -102,7 +102,9 @@ class DreamerActorCriticLoss(LossModule):
     ``action``, ``predicted_reward``, ``discount_logit``, ``value``,
     ``reward`` and ``discount`` (the estimator's, under ``"next"``),
     ``lambda_target``, ``weight`` and ``imagination`` (where the trajectory
-    is written). Output: ``loss_actor``, ``loss_critic`` and diagnostics.
+    is written). ``deter``/``stoch`` are also the keys the actor, critic,
+    heads and imagination read, so rename them with the modules; ``value`` is
+    the critic's output key. Output: ``loss_actor``, ``loss_critic`` and diagnostics.
     """
 
     @dataclass
@@ -125,7 +127,7 @@ class DreamerActorCriticLoss(LossModule):
     value_network: TensorDictModuleBase
     value_network_params: TensorDictBase
     target_value_network_params: TensorDictBase
-    out_keys = ["loss_actor", "loss_critic"]
+    out_keys = ["loss_actor", "loss_critic", "entropy", "value", "lambda_return", "imagined_reward", "imagined_discount"]
 
     def __init__(
         self,
@@ -159,6 +161,10 @@ class DreamerActorCriticLoss(LossModule):
         self.imagination, self.reward_model, self.discount_model = imagination, reward_model, discount_model
         self.convert_to_functional(value_network, "value_network", create_target_params=True)
         self.make_value_estimator()  # built now, so a checkpoint's state dict always holds it
+
+    @property
+    def in_keys(self):
+        return [self.tensor_keys.deter, self.tensor_keys.stoch]
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         if self._value_estimator is not None:

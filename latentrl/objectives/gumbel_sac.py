@@ -29,10 +29,16 @@ its expectation is the soft value).
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss
+
+from latentrl.checks import check_range, require_keys, require_module_inputs
 
 __all__ = ["GumbelSACLoss", "categorical_entropy"]
 
@@ -47,13 +53,78 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
 class GumbelSACLoss(SACLoss):
     """TorchRL's ``SACLoss`` with the exact categorical entropy in the actor and alpha losses.
 
-    Takes the same arguments as ``SACLoss``. The actor's distribution must be
+    Takes the same arguments as ``SACLoss``, with one default changed:
+    ``target_entropy="auto"`` is ``target_entropy_fraction · log K`` for ``K``
+    actions (``target_entropy_fraction=0.2``, the value this package's
+    CartPole results use), read from ``action_spec`` or the actor's spec.
+    TorchRL's ``"auto"``, ``-K``, is below the least entropy a categorical
+    policy has (0): the temperature then only decays and the entropy bonus
+    vanishes; a negative ``target_entropy`` therefore warns. The actor's distribution must be
     a one-hot categorical exposing ``logits`` with a reparameterized
     ``rsample`` (``latentrl.modules.distributions.GumbelSoftmax``,
     ``StraightThroughOneHotCategorical``, TorchRL's ``OneHotCategorical``
     with a ``grad_method``); the critic reads the action as a vector. The output keys are SACLoss's; ``entropy``
     is the exact mean policy entropy.
     """
+
+    def __init__(self, *args, target_entropy: str | float = "auto", target_entropy_fraction: float = 0.2, **kwargs):
+        check_range("GumbelSACLoss", "target_entropy_fraction", target_entropy_fraction, 0.0, 1.0)
+        if target_entropy != "auto":
+            if isinstance(target_entropy, str) or not math.isfinite(float(target_entropy)):
+                raise ValueError(f"GumbelSACLoss: `target_entropy` must be 'auto' or a finite number, got {target_entropy!r}")
+            if float(target_entropy) < 0:
+                warnings.warn(
+                    f"GumbelSACLoss: target_entropy={target_entropy} is below 0, the least entropy a categorical "
+                    "policy has: alpha will only decay and the entropy bonus vanish; 'auto' gives "
+                    "target_entropy_fraction * log(num_actions)", UserWarning, stacklevel=2)
+        self.target_entropy_fraction = float(target_entropy_fraction)
+        actor = args[0] if args else kwargs.get("actor_network")
+        if getattr(actor, "return_log_prob", True) is False:
+            raise ValueError(
+                "GumbelSACLoss: the `actor_network` must write log pi(a|s) (build the ProbabilisticActor with "
+                "return_log_prob=True): SACLoss's soft value target reads it for the next action"
+            )
+        super().__init__(*args, target_entropy=target_entropy, **kwargs)
+
+    def set_keys(self, **kwargs) -> None:
+        """SACLoss's ``set_keys``; a new ``action`` without ``log_prob`` moves the log-prob key along (TorchRL's naming)."""
+        if kwargs.get("action") is not None and "log_prob" not in kwargs:
+            action = kwargs["action"]
+            kwargs["log_prob"] = f"{action}_log_prob" if isinstance(action, str) else (*action[:-1], f"{action[-1]}_log_prob")
+        super().set_keys(**kwargs)
+
+    @property
+    def target_entropy(self):
+        """The alpha loss's target: ``target_entropy_fraction · log K`` for ``"auto"`` (see the class docstring)."""
+        if self._buffers.get("_target_entropy", None) is None and isinstance(self._target_entropy, str):
+            spec = self._action_spec if self._action_spec is not None else getattr(self.actor_network, "spec", None)
+            if spec is not None and self.tensor_keys.action in getattr(spec, "keys", lambda *a: ())(True):
+                spec = spec[self.tensor_keys.action]
+            shape = getattr(spec, "shape", None)
+            if shape is None or len(shape) == 0:
+                raise RuntimeError(
+                    "GumbelSACLoss: target_entropy='auto' needs the number of actions: pass `action_spec` (the "
+                    "one-hot action's spec) or a number as `target_entropy`"
+                )
+            device = next(self.parameters()).device
+            delattr(self, "_target_entropy")
+            value = self.target_entropy_fraction * math.log(shape[-1])
+            self.register_buffer("_target_entropy", torch.tensor(value, device=device))
+        return super().target_entropy
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``SACLoss.forward``, after checking that every key it reads is in the batch (named if not)."""
+        keys = self.tensor_keys
+        require_keys("GumbelSACLoss", tensordict, {
+            "action": keys.action, "reward": ("next", keys.reward), "done": ("next", keys.done),
+            "terminated": ("next", keys.terminated),
+        })
+        actor_in = TensorDictModule(lambda *x: x, in_keys=self.actor_network.in_keys, out_keys=[])
+        q_in = TensorDictModule(lambda *x: x, in_keys=[k for k in self.qvalue_network.in_keys if k != keys.action],
+                                out_keys=[])
+        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": actor_in, "qvalue_network": q_in})
+        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": actor_in}, prefix=("next",))
+        return super().forward(tensordict)
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         weights = self._maybe_get_priority_weight(tensordict)

@@ -33,6 +33,7 @@ normalized advantage ``A_s / sigma``, per task (``"task_id"`` key).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,13 +42,29 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
-from latentrl.checks import check_range, require_keys
+from latentrl.checks import check_range, require_keys, require_module_inputs
 from latentrl.modules.popart import PopArt
 from latentrl.objectives.functional import vtrace
 
 __all__ = ["IMPALALoss", "CORRECTIONS"]
 
 CORRECTIONS = ("vtrace", "none", "epsilon", "one_step_is")
+
+
+def _check_time_last(tensordict: TensorDictBase, done: torch.Tensor) -> None:
+    """Refuses a time-first batch: along a time-last row, a new trajectory id follows an episode end."""
+    traj = tensordict.get(("collector", "traj_ids"), None)
+    if traj is None or tensordict.shape[-1] < 2:
+        return
+    traj = traj.reshape(tensordict.shape)
+    done = done.reshape(tensordict.shape).bool()
+    jump = (traj[..., 1:] != traj[..., :-1]) & ~done[..., :-1]
+    if bool(jump.any()):
+        raise ValueError(
+            f"IMPALALoss: along the last (time) dim of the batch {list(tensordict.batch_size)} the trajectory ids "
+            "('collector', 'traj_ids') change without an episode end: unrolls must be [*B, T], time last "
+            "(a TorchRL collector's batch is; transpose a time-first [T, B] batch with .transpose(0, 1))"
+        )
 
 
 class IMPALALoss(LossModule):
@@ -68,11 +85,19 @@ class IMPALALoss(LossModule):
     Keys (``set_keys``): ``action``, ``sample_log_prob`` (the behaviour
     ``log mu``; default ``"action_log_prob"``, TorchRL's), ``value``,
     ``normalized_value``, ``task_id``, ``reward``, ``done``, ``terminated``.
+    As in TorchRL's ``PPOLoss``, ``action`` and ``sample_log_prob`` are taken
+    from a ``ProbabilisticActor`` (its ``dist_sample_keys``/``log_prob_keys``)
+    and ``value`` from a critic with one output key; ``set_keys(action=k)``
+    without ``sample_log_prob`` moves the log-prob key with it
+    (``k + "_log_prob"``, TorchRL's naming).
 
-    ``forward`` takes ``[*B, T]`` unrolls (time last) and returns
+    ``forward`` takes ``[*B, T]`` unrolls (time last; a batch whose
+    ``("collector", "traj_ids")`` change along the last dim without an
+    episode end is refused as time-first) and returns
     ``loss_objective``, ``loss_critic``, ``loss_entropy`` (sum them) and
     detached diagnostics: ``entropy``, ``rho_mean``, ``rho_clipped``
-    (fraction of ``pi/mu > rho_bar``), ``value_target``, ``advantage``.
+    (fraction of ``pi/mu > rho_bar``, beyond float round-off: 1e-5 relative),
+    ``value_target``, ``advantage``.
     """
 
     @dataclass
@@ -88,6 +113,8 @@ class IMPALALoss(LossModule):
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
+    out_keys = ["loss_objective", "loss_critic", "loss_entropy", "entropy", "rho_mean", "rho_clipped",
+                "value_target", "advantage"]
 
     def __init__(
         self,
@@ -124,6 +151,21 @@ class IMPALALoss(LossModule):
         self.gamma, self.rho_bar, self.c_bar, self.pg_rho_bar = gamma, rho_bar, c_bar, pg_rho_bar
         self.baseline_coef, self.entropy_coef = baseline_coef, entropy_coef
         self.correction, self.epsilon = correction, epsilon
+        # TorchRL's PPOLoss convention: the keys the networks write are the keys the loss reads
+        actions, log_probs = getattr(actor_network, "dist_sample_keys", None), getattr(actor_network, "log_prob_keys", None)
+        if actions and log_probs and len(actions) == 1 and len(log_probs) == 1:
+            self.set_keys(action=actions[0], sample_log_prob=log_probs[0])
+        critic_out = [k for k in getattr(critic_network, "out_keys", []) if k != self.tensor_keys.normalized_value]
+        if popart is None and len(critic_out) == 1:
+            self.set_keys(value=critic_out[0])
+
+    def set_keys(self, **kwargs) -> None:
+        """TorchRL's ``set_keys``; a new ``action`` without ``sample_log_prob`` moves the log-prob key along."""
+        if kwargs.get("action") is not None and "sample_log_prob" not in kwargs:
+            action = kwargs["action"]
+            kwargs["sample_log_prob"] = (f"{action}_log_prob" if isinstance(action, str)
+                                         else (*action[:-1], f"{action[-1]}_log_prob"))
+        super().set_keys(**kwargs)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:  # V-trace is built in, no value estimator
         pass
@@ -155,6 +197,11 @@ class IMPALALoss(LossModule):
             "action": keys.action, "sample_log_prob": keys.sample_log_prob, "reward": ("next", keys.reward),
             "done": ("next", keys.done), "terminated": ("next", keys.terminated),
         })
+        require_module_inputs("IMPALALoss", tensordict, {"actor_network": self.actor_network,
+                                                         "critic_network": self.critic_network})
+        require_module_inputs("IMPALALoss", tensordict, {"critic_network": self.critic_network}, prefix=("next",),
+                              skip=(keys.task_id,))
+        _check_time_last(tensordict, tensordict.get(("next", keys.done)))
         td = tensordict.copy()
         task_ids = self._task_ids(td)
         dist = self.actor_network.get_dist(td)
@@ -204,6 +251,7 @@ class IMPALALoss(LossModule):
             log_pi = torch.log(log_pi.exp() + self.epsilon)
         loss_objective = -(advantage * log_pi).mean()
         rhos = log_rhos.exp()
+        clipped = log_rhos > math.log(self.rho_bar) + 1e-5  # pi/mu > rho_bar beyond float round-off of log pi - log mu
         return TensorDict(
             {
                 "loss_objective": loss_objective,
@@ -211,7 +259,7 @@ class IMPALALoss(LossModule):
                 "loss_entropy": -self.entropy_coef * entropy.mean(),
                 "entropy": entropy.detach().mean(),
                 "rho_mean": rhos.mean(),
-                "rho_clipped": (rhos > self.rho_bar).float().mean(),
+                "rho_clipped": clipped.float().mean(),
                 "value_target": vs.mean(),
                 "advantage": advantage.mean(),
             },

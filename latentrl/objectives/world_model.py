@@ -46,6 +46,7 @@ TensorDict. Every key is set by ``set_keys``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -100,7 +101,12 @@ class WorldModelLoss(LossModule):
     (``("next", "observation")``), ``action``, ``reward`` (``("next", "reward")``),
     ``terminated`` (``("next", "terminated")``), ``is_init``; the model's
     ``reco_observation``, ``predicted_reward``, ``discount_logit``, ``prior``,
-    ``posterior``, ``deter``, ``stoch``.
+    ``posterior``, ``deter``, ``stoch``. Keys that change together: the loss
+    hands the ``[B, T + 1]`` sequence to ``world_model`` under ``observation``,
+    ``action`` and ``is_init``, so renaming one of them renames the model's
+    input too (``make_world_model(observation_key=...)``); the model's output
+    keys must match ``reco_observation`` ... ``stoch``. Without ``is_init`` a
+    sequence is read as one episode (a warning says so once).
     """
 
     @dataclass
@@ -121,7 +127,8 @@ class WorldModelLoss(LossModule):
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
-    out_keys = ["loss_model_kl", "loss_model_reco", "loss_model_reward", "loss_model_discount"]
+    out_keys = ["loss_model_kl", "loss_model_reco", "loss_model_reward", "loss_model_discount", "kl", "reco_nll",
+                "reward_nll", "prior_entropy", "post_entropy"]
 
     def __init__(
         self,
@@ -164,6 +171,12 @@ class WorldModelLoss(LossModule):
         self.kl = kl
         self.params = params
         self.reco_scale, self.reward_scale, self.discount_scale = float(reco_scale), float(reward_scale), float(discount_scale)
+        self._warned_is_init = False
+
+    @property
+    def in_keys(self):
+        keys = self.tensor_keys
+        return [keys.observation, keys.next_observation, keys.action, keys.reward, keys.terminated, keys.is_init]
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -219,6 +232,12 @@ class WorldModelLoss(LossModule):
         action = torch.cat([action, torch.zeros_like(action[:, :1])], 1)  # the last is never used
         is_init = tensordict.get(keys.is_init, None)
         if is_init is None:
+            if not self._warned_is_init:
+                warnings.warn(
+                    f"WorldModelLoss: the batch has no {keys.is_init!r} (the `is_init` key): every sequence is read "
+                    "as one episode, without a reset inside; add TorchRL's InitTracker() transform to the env (or "
+                    "set_keys(is_init=...)) if sequences can cross an episode start", UserWarning, stacklevel=2)
+                self._warned_is_init = True
             is_init = torch.zeros(B, T, dtype=torch.bool, device=obs.device)
         is_init = is_init.reshape(B, T).bool()
         is_init = torch.cat([is_init, torch.zeros_like(is_init[:, :1])], 1)  # next obs [T-1] continues step T-1

@@ -96,7 +96,7 @@ def value_rescale_inverse(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
     ``h^-1(x) = sign(x) (((sqrt(1 + 4 eps (|x| + 1 + eps)) - 1) / (2 eps))^2 - 1)``,
     computed without cancellation: with ``D = sqrt(1 + 4 eps (|x| + 1 + eps))``
-    and ``a = (D - 1) / (2 eps) = 2 (|x| + 1 + eps) / (D + 1)``,
+    and ``a = (D - 1) / (2 eps) = 2 (|x| + 1 + eps) / (D + 1)``::
 
         a^2 - 1 = (a - 1)(a + 1),
         a - 1   = 4 |x| (|x| + 1 + eps) / ((1 + 2 eps + 2|x| + D)(D + 1)),
