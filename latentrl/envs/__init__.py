@@ -1,4 +1,4 @@
-"""Environment factories and the partially observable tasks (see :func:`make_env`)."""
+"""Environment factories, the partially observable tasks (see :func:`make_env`) and Atari score metrics."""
 from .factories import (
     MINIGRID_MEMORY_IDS,
     POMDP_IDS,
@@ -8,6 +8,17 @@ from .factories import (
     make_env,
     make_recurrent_env,
     make_scored_env,
+)
+from .metrics import (
+    ATARI_57,
+    ATARI_BASELINES,
+    DREAMERV2_GAMES,
+    capped_human_normalized_mean,
+    clipped_record_mean,
+    gamer_normalized_mean,
+    gamer_normalized_median,
+    normalized_score,
+    record_normalized_mean,
 )
 from .multitask import TaskRewardScale, make_multitask_env
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
@@ -35,4 +46,13 @@ __all__ = [
     "env_state",
     "load_env_state",
     "SnapshotUnsupported",
+    "ATARI_BASELINES",
+    "ATARI_57",
+    "DREAMERV2_GAMES",
+    "normalized_score",
+    "gamer_normalized_median",
+    "gamer_normalized_mean",
+    "record_normalized_mean",
+    "clipped_record_mean",
+    "capped_human_normalized_mean",
 ]
