@@ -8,7 +8,8 @@ a TensorDict whose ``loss_*`` entries the user sums:
 * :class:`R2D2Loss` (burn-in, rescaled n-step double Q, sequence priorities)
   and :class:`HardUpdateEvery` (its target updates);
 * :class:`WorldModelLoss` (PlaNet/DreamerV2 world model) and
-  :class:`DreamerActorCriticLoss` (DreamerV2's actor and critic in imagination);
+  :class:`DreamerActorCriticLoss` (DreamerV2's actor and critic in imagination) and
+  :class:`DreamerV3ActorCriticLoss` (DreamerV3's);
 * :class:`GumbelSACLoss` (SAC with a Gumbel-softmax actor);
 * :func:`reinforce_surrogate` with :class:`MovingAverageBaseline` (REINFORCE
   with a baseline for discrete latents).
@@ -19,6 +20,7 @@ The math is in :mod:`latentrl.objectives.functional` and
 from . import functional, value
 from .baselines import MovingAverageBaseline
 from .dreamer import DreamerActorCriticLoss
+from .dreamer_v3 import DreamerV3ActorCriticLoss
 from .functional import (
     kl_balanced,
     kl_dyn_rep,
@@ -50,6 +52,7 @@ __all__ = [
     "WorldModelLoss",
     "KL_PRESETS",
     "DreamerActorCriticLoss",
+    "DreamerV3ActorCriticLoss",
     "GumbelSACLoss",
     "categorical_entropy",
     "MovingAverageBaseline",

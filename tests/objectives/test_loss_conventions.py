@@ -19,8 +19,10 @@ from latentrl.modules import (
     make_recurrent_q_network,
     make_world_model,
 )
+from latentrl.modules.world_model import make_latent_head
 from latentrl.objectives import (
     DreamerActorCriticLoss,
+    DreamerV3ActorCriticLoss,
     GumbelSACLoss,
     IMPALALoss,
     R2D2Loss,
@@ -93,6 +95,18 @@ def _dreamer():
     return loss, TensorDict({"deter": torch.randn(B, T, 8), "stoch": stoch}, [B, T]), ()
 
 
+def _dreamer_v3():
+    torch.manual_seed(0)
+    wm = make_world_model([OBS], N, latent="categorical", deter_dim=8, hidden_dim=8, num_vars=2, num_classes=3,
+                          unimix=0.01, units=8, layers=1, embed_dim=8)
+    head = lambda out, key: TensorDictModule(make_latent_head(wm.rssm, out, 8, 1), ["deter", "stoch"], [key])  # noqa: E731
+    actor = make_dreamer_actor(wm.rssm, N, discrete=True, units=8, layers=1)
+    loss = DreamerV3ActorCriticLoss(actor, head(255, "value_logits"), RSSMImagine(wm.rssm), head(255, "reward_logits"),
+                                    head(1, "continue_logit"), horizon=3)
+    stoch = F.one_hot(torch.randint(3, (B, T, 2)), 3).float().flatten(-2)
+    return loss, TensorDict({"deter": torch.randn(B, T, 8), "stoch": stoch}, [B, T]), ()
+
+
 def _gumbel_sac():
     torch.manual_seed(0)
     logits = TensorDictModule(MLP(in_features=OBS, out_features=N, num_cells=[8]), ["obs"], ["logits"])
@@ -112,7 +126,7 @@ def _gumbel_sac():
 
 
 CASES = {"IMPALALoss": _impala, "R2D2Loss": _r2d2, "WorldModelLoss": _world_model,
-         "DreamerActorCriticLoss": _dreamer, "GumbelSACLoss": _gumbel_sac}
+         "DreamerActorCriticLoss": _dreamer, "DreamerV3ActorCriticLoss": _dreamer_v3, "GumbelSACLoss": _gumbel_sac}
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -1,0 +1,245 @@
+"""DreamerV3's actor and critic in imagination (Hafner et al. 2023/2025, "Mastering Diverse Domains
+through World Models", Section 3; the authors' current code, danijar/dreamerv3 ``agent.py`` ``imag_loss``).
+
+From every replayed posterior state (detached: the world model is trained by
+its own loss) the world model imagines ``horizon = 15`` steps under the
+actor, giving ``z_0..z_H``. On those ``H + 1`` states the heads predict the
+reward ``r_t`` and the continue probability ``c_t`` (whose targets carry the
+discount: ``(1 − terminal)·(1 − 1/333)``, ``contdisc``), and the critic its
+value ``v_t``, all as expectations of 255-bin symexp two-hot distributions
+(TorchRL's ``two_hot_decode``; the critic's slow EMA copy gives ``v̄_t``):
+
+* λ-returns ``R_t = r_{t+1} + c_{t+1} ((1 − λ) v_{t+1} + λ R_{t+1})``,
+  ``R_H = v_H``, λ = 0.95, bootstrapped from the online critic
+  (``slowtar: False``), through the loss's value estimator
+  (:class:`~latentrl.objectives.value.DreamerLambdaEstimator`);
+* weights ``w_t = prod_{i <= t} c_i`` (the start state's own continue
+  probability included, as in the code);
+* percentile return normalization: ``S = max(1, EMA(P95(R)) − EMA(P5(R)))``,
+  decay 0.99 (TorchRL's ``PercentileValueNorm``, restored with the loss's
+  state dict);
+* actor (REINFORCE, discrete and continuous):
+  ``−w_t (log π(a_t|z_t) sg((R_t − v_t)/S) + η H[π(·|z_t)])``, η = 3·10⁻⁴;
+* critic: ``w_t (−log p_v(R_t | z_t) − β log p_v(v̄_t | z_t))``, two-hot
+  cross-entropies, slow-critic regularizer β = 1; the slow critic is an EMA
+  of the critic with decay 0.98 (:meth:`DreamerV3ActorCriticLoss.make_target_updater`).
+
+All features are stopped (``ac_grads: False``): no gradient reaches the world
+model, and the rollout runs without autograd. (The code's replay value loss,
+scale 0.3, on the replayed posterior states, is not part of this loss.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import PercentileValueNorm, SymExpTwoHot
+from torchrl.objectives import (
+    LossModule,
+    SoftUpdate,
+    two_hot_cross_entropy,
+    two_hot_decode,
+)
+from torchrl.objectives.utils import ValueEstimators
+
+from latentrl.checks import check_positive_int, check_range, check_tensors, require_keys
+
+from .value.lambda_return import DreamerLambdaEstimator
+
+__all__ = ["DreamerV3ActorCriticLoss"]
+
+
+class DreamerV3ActorCriticLoss(LossModule):
+    """DreamerV3's REINFORCE actor and two-hot critic in imagination (see the module docstring).
+
+    Args:
+        actor_network: a ``ProbabilisticActor`` reading the latent state.
+        value_network: latent state -> ``value_logits`` ``[*, num_bins]``; its
+            slow EMA copy is ``target_value_network_params``.
+        imagination: has ``rollout(start, policy, horizon) -> [N, H]``
+            (:class:`~latentrl.modules.world_model.RSSMImagine`).
+        reward_model: latent state -> ``reward_logits`` ``[*, num_bins]``.
+        continue_model: latent state -> ``continue_logit`` ``[*, 1]``.
+        horizon: imagination length H (15).
+        lmbda: λ (0.95).
+        entropy_coef: η (3e-4).
+        slow_reg: β, the slow-critic regularizer's scale (1.0).
+        slow_decay: the slow critic's EMA decay (0.98: rate 0.02 every update).
+        return_percentiles, return_decay, return_limit: the return normalizer (5, 95; 0.99; 1.0).
+        num_bins: two-hot bins of the reward and value heads (255).
+
+    Keys (``set_keys``): ``deter``, ``stoch`` (start states ``[*B, D]``), ``action``,
+    ``reward_logits``, ``continue_logit``, ``value_logits``, the estimator's
+    ``reward``/``discount``/``value`` (under ``"next"``), ``lambda_target``,
+    ``weight`` and ``imagination`` (where the ``[*B, H]`` trajectory is written).
+    Output: ``loss_actor``, ``loss_critic`` and diagnostics.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        deter: NestedKey = "deter"
+        stoch: NestedKey = "stoch"
+        action: NestedKey = "action"
+        reward_logits: NestedKey = "reward_logits"
+        continue_logit: NestedKey = "continue_logit"
+        value_logits: NestedKey = "value_logits"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        discount: NestedKey = "discount"
+        lambda_target: NestedKey = "lambda_target"
+        weight: NestedKey = "weight"
+        imagination: NestedKey = "imagination"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    default_value_estimator = ValueEstimators.TDLambda
+    value_network: TensorDictModuleBase
+    value_network_params: TensorDictBase
+    target_value_network_params: TensorDictBase
+    out_keys = ["loss_actor", "loss_critic", "entropy", "value", "slow_value", "lambda_return", "return_scale",
+                "advantage", "imagined_reward", "imagined_continue"]
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        value_network: TensorDictModuleBase,
+        imagination: TensorDictModuleBase,
+        reward_model: TensorDictModuleBase,
+        continue_model: TensorDictModuleBase,
+        *,
+        horizon: int = 15,
+        lmbda: float = 0.95,
+        entropy_coef: float = 3e-4,
+        slow_reg: float = 1.0,
+        slow_decay: float = 0.98,
+        return_percentiles: tuple[float, float] = (5.0, 95.0),
+        return_decay: float = 0.99,
+        return_limit: float = 1.0,
+        num_bins: int = 255,
+    ):
+        super().__init__()
+        owner = "DreamerV3ActorCriticLoss"
+        check_positive_int(owner, "horizon", horizon)
+        check_positive_int(owner, "num_bins", num_bins)
+        check_range(owner, "lmbda", lmbda, 0.0, 1.0)
+        check_range(owner, "entropy_coef", entropy_coef, 0.0)
+        check_range(owner, "slow_reg", slow_reg, 0.0)
+        check_range(owner, "slow_decay", slow_decay, 0.0, 1.0, hi_open=True)
+        check_range(owner, "return_decay", return_decay, 0.0, 1.0, hi_open=True)
+        check_range(owner, "return_limit", return_limit, 0.0, lo_open=True)
+        low, high = (float(p) for p in return_percentiles)
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(f"{owner}: `return_percentiles` must be (low, high) with 0 <= low < high <= 100, "
+                             f"got {return_percentiles!r}")
+        self.horizon, self.lmbda, self.entropy_coef = int(horizon), float(lmbda), float(entropy_coef)
+        self.slow_reg, self.slow_decay = float(slow_reg), float(slow_decay)
+        self.actor_network = actor_network
+        self.imagination, self.reward_model, self.continue_model = imagination, reward_model, continue_model
+        self.convert_to_functional(value_network, "value_network", create_target_params=True)
+        self.register_buffer("bins", SymExpTwoHot(int(num_bins)).bins.clone())
+        self.return_norm = PercentileValueNorm(shape=1, quantiles=(low / 100.0, high / 100.0),
+                                               rate=1.0 - float(return_decay), min_scale=float(return_limit))
+        self.make_value_estimator()
+
+    @property
+    def in_keys(self):
+        return [self.tensor_keys.deter, self.tensor_keys.stoch]
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        if self._value_estimator is not None:
+            self._value_estimator.set_keys(value=self.tensor_keys.value, reward=self.tensor_keys.reward,
+                                           discount=self.tensor_keys.discount)
+
+    def make_value_estimator(self, value_type=None, **hyperparams):
+        """``TDLambda`` (default): :class:`~latentrl.objectives.value.DreamerLambdaEstimator` with the loss's λ."""
+        if value_type not in (None, ValueEstimators.TDLambda):
+            raise NotImplementedError(f"DreamerV3ActorCriticLoss: value estimator {value_type} is not supported "
+                                      "(TDLambda: the λ-return with the predicted continue as discount)")
+        hyperparams.setdefault("lmbda", self.lmbda)
+        self._value_estimator = DreamerLambdaEstimator(**hyperparams)
+        self.value_type = ValueEstimators.TDLambda
+        self._forward_value_estimator_keys()
+        return self
+
+    def make_target_updater(self) -> SoftUpdate:
+        """The slow critic's EMA (``target <- decay·target + (1 − decay)·online``): ``.step()`` after every update."""
+        return SoftUpdate(self, eps=self.slow_decay)
+
+    def _logits(self, module, params, states: TensorDictBase, key: NestedKey) -> torch.Tensor:
+        inputs = states.select(*module.in_keys)
+        if params is None:
+            return module(inputs).get(key)
+        with params.to_module(module):
+            return module(inputs).get(key)
+
+    def imagine(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``[N, H]`` imagined steps from the flattened start states, without autograd."""
+        keys = self.tensor_keys
+        require_keys("DreamerV3ActorCriticLoss", tensordict, {"deter": keys.deter, "stoch": keys.stoch})
+        check_tensors("DreamerV3ActorCriticLoss", {"deter": tensordict.get(keys.deter),
+                                                   "stoch": tensordict.get(keys.stoch)},
+                      floating=("deter", "stoch"), finite=("deter", "stoch"))
+        start = tensordict.select(keys.deter, keys.stoch).reshape(-1).detach()
+        with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+            return self.imagination.rollout(start, self.actor_network, self.horizon)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        keys = self.tensor_keys
+        traj = self.imagine(tensordict)  # [N, H]: z_t, a_t; z_{t+1} under "next"
+        N, H = traj.batch_size
+        last = traj.get("next")[:, -1:].select(keys.deter, keys.stoch)
+        states = torch.cat([traj.select(keys.deter, keys.stoch), last], 1)  # z_0..z_H, [N, H + 1]
+        with torch.no_grad():
+            reward = two_hot_decode(self._logits(self.reward_model, None, states, keys.reward_logits), self.bins)
+            cont = torch.sigmoid(self._logits(self.continue_model, None, states, keys.continue_logit)).squeeze(-1)
+            slow = two_hot_decode(self._logits(self.value_network, self.target_value_network_params.detach(), states,
+                                               keys.value_logits), self.bins)
+        value_logits = self._logits(self.value_network, self.value_network_params, states, keys.value_logits)
+        value = two_hot_decode(value_logits.detach(), self.bins)  # [N, H + 1]
+
+        # R_t over t < H: rewards, continues and bootstrap values of z_{t+1}
+        traj.set(("next", keys.reward), reward[:, 1:, None])
+        traj.set(("next", keys.discount), cont[:, 1:, None])
+        traj.set(("next", keys.value), value[:, 1:, None])
+        never = torch.zeros(N, H, 1, dtype=torch.bool, device=value.device)
+        traj.set(("next", "done"), never)
+        traj.set(("next", "terminated"), never)
+        target = self.value_estimator.value_estimate(traj, next_value=value[:, 1:, None], time_dim=1)[..., 0]
+        weight = cont.cumprod(1)[:, :H]  # [N, H]
+        if self.training:
+            self.return_norm.update(target.reshape(-1, 1))
+        scale = self.return_norm.scale()
+        advantage = (target - value[:, :H]) / scale
+
+        dist = self.actor_network.get_dist(traj.select(*self.actor_network.in_keys))
+        action = traj.get(keys.action)
+        log_prob = dist.log_prob(action)
+        entropy = dist.entropy()
+        if log_prob.shape != (N, H) or entropy.shape != (N, H):
+            raise RuntimeError(f"DreamerV3ActorCriticLoss: the actor's log_prob {tuple(log_prob.shape)} and entropy "
+                               f"{tuple(entropy.shape)} must be [N, H] = {[N, H]} (one event per step)")
+        loss_actor = -(weight * (log_prob * advantage + self.entropy_coef * entropy)).mean()
+        critic = two_hot_cross_entropy(value_logits[:, :H], target, self.bins)
+        regularizer = two_hot_cross_entropy(value_logits[:, :H], slow[:, :H], self.bins)
+        loss_critic = (weight * (critic + self.slow_reg * regularizer)).mean()
+
+        traj.set(keys.lambda_target, target[..., None])
+        traj.set(keys.weight, weight[..., None])
+        traj.set(keys.value, value[:, :H, None])
+        tensordict.set(keys.imagination, traj.reshape(*tensordict.batch_size, H))
+        with torch.no_grad():
+            out = {
+                "entropy": entropy.mean(),
+                "value": value.mean(),
+                "slow_value": slow.mean(),
+                "lambda_return": target.mean(),
+                "return_scale": scale.reshape(()),
+                "advantage": advantage.mean(),
+                "imagined_reward": reward.mean(),
+                "imagined_continue": cont.mean(),
+            }
+        return TensorDict({"loss_actor": loss_actor, "loss_critic": loss_critic, **out}, batch_size=[])
