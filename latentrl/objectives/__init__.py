@@ -20,7 +20,7 @@ The math is in :mod:`latentrl.objectives.functional` and
 from . import functional, value
 from .baselines import MovingAverageBaseline
 from .dreamer import DreamerActorCriticLoss
-from .dreamer_v3 import DreamerV3ActorCriticLoss
+from .dreamer_v3 import DreamerV3ActorCriticLoss, replay_lambda_return
 from .functional import (
     kl_balanced,
     kl_dyn_rep,
@@ -53,6 +53,7 @@ __all__ = [
     "KL_PRESETS",
     "DreamerActorCriticLoss",
     "DreamerV3ActorCriticLoss",
+    "replay_lambda_return",
     "GumbelSACLoss",
     "categorical_entropy",
     "MovingAverageBaseline",

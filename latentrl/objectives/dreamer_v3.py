@@ -24,9 +24,18 @@ value ``v_t``, all as expectations of 255-bin symexp two-hot distributions
   cross-entropies, slow-critic regularizer β = 1; the slow critic is an EMA
   of the critic with decay 0.98 (:meth:`DreamerV3ActorCriticLoss.make_target_updater`).
 
+The **replay value loss** (``loss_critic_replay``, scale 0.3, ``repval``)
+trains the same critic on the replayed posterior states ``[B, T]``: λ-returns
+along the replayed sequence with the data's rewards and terminals, the discount
+``1 − 1/333``, bootstrapped at every step from that state's imagined return
+``R_0`` (:func:`replay_lambda_return`), and the same slow-critic regularizer.
+In TorchRL's layout a step ``t`` leads to state ``t + 1`` of the sequence
+unless ``("next", "done")[t]``; at a termination the return is the reward, at
+a truncation (and at the last step) the state's own imagined return, and those
+steps carry no loss, as the code's ``is_last`` steps.
+
 All features are stopped (``ac_grads: False``): no gradient reaches the world
-model, and the rollout runs without autograd. (The code's replay value loss,
-scale 0.3, on the replayed posterior states, is not part of this loss.)
+model, and the rollout runs without autograd.
 """
 from __future__ import annotations
 
@@ -50,7 +59,40 @@ from latentrl.checks import check_positive_int, check_range, check_tensors, requ
 
 from .value.lambda_return import DreamerLambdaEstimator
 
-__all__ = ["DreamerV3ActorCriticLoss"]
+__all__ = ["DreamerV3ActorCriticLoss", "replay_lambda_return"]
+
+
+def replay_lambda_return(reward: torch.Tensor, terminated: torch.Tensor, done: torch.Tensor, boot: torch.Tensor, *,
+                         discount: float = 1 - 1 / 333, lmbda: float = 0.95) -> torch.Tensor:
+    """λ-returns along replayed sequences ``[B, T]`` (TorchRL's layout), DreamerV3's ``repl_loss`` recursion.
+
+    ``reward[t]``, ``terminated[t]``, ``done[t]`` are step ``t``'s ``"next"``
+    entries, ``boot[t]`` the imagined return ``R_0`` from state ``t``. With
+    ``live_t = γ (1 − terminated_t)`` and ``cont_t = λ (1 − done_t)``::
+
+        R_t = r_t + live_t ((1 − cont_t) boot_{t+1} + cont_t R_{t+1})
+        R_t = boot_t  at a truncation (done, not terminated) and at t = T − 1
+
+    The code's ``lambda_return(last, term, rew, val, boot, disc, lam)``
+    bootstraps from ``boot`` only; its episode's final observation is a state
+    of the sequence (``is_last``), which TorchRL's layout keeps under
+    ``"next"`` only: a termination needs no bootstrap (``live = 0``), and a
+    truncated step takes its own state's return (so the step before it gets
+    the one-step target through ``boot_t``) and, like the code's ``is_last``
+    steps, no loss. Returns ``[B, T]``.
+    """
+    shapes = {t.shape for t in (reward, terminated, done, boot)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"replay_lambda_return: reward, terminated, done, boot must all be [B, T], got "
+                         f"{[tuple(t.shape) for t in (reward, terminated, done, boot)]}")
+    live = discount * (1.0 - terminated.to(reward.dtype))
+    cont = lmbda * (1.0 - done.to(reward.dtype))
+    truncated = done.bool() & ~terminated.bool()
+    out = [boot[:, -1]]
+    for t in range(reward.shape[1] - 2, -1, -1):
+        ret = reward[:, t] + live[:, t] * ((1.0 - cont[:, t]) * boot[:, t + 1] + cont[:, t] * out[-1])
+        out.append(torch.where(truncated[:, t], boot[:, t], ret))
+    return torch.stack(out[::-1], 1)
 
 
 class DreamerV3ActorCriticLoss(LossModule):
@@ -71,12 +113,16 @@ class DreamerV3ActorCriticLoss(LossModule):
         slow_decay: the slow critic's EMA decay (0.98: rate 0.02 every update).
         return_percentiles, return_decay, return_limit: the return normalizer (5, 95; 0.99; 1.0).
         num_bins: two-hot bins of the reward and value heads (255).
+        replay_scale: scale of the replay value loss (0.3; 0 turns it off and the replay keys are not read).
+        replay_discount: its discount (``1 − 1/333``).
 
     Keys (``set_keys``): ``deter``, ``stoch`` (start states ``[*B, D]``), ``action``,
     ``reward_logits``, ``continue_logit``, ``value_logits``, the estimator's
     ``reward``/``discount``/``value`` (under ``"next"``), ``lambda_target``,
-    ``weight`` and ``imagination`` (where the ``[*B, H]`` trajectory is written).
-    Output: ``loss_actor``, ``loss_critic`` and diagnostics.
+    ``weight`` and ``imagination`` (where the ``[*B, H]`` trajectory is written),
+    and for the replay value loss the batch's ``replay_reward``,
+    ``replay_terminated``, ``replay_done`` (``("next", ...)``, ``[B, T]`` sequences).
+    Output: ``loss_actor``, ``loss_critic``, ``loss_critic_replay`` (sum them) and diagnostics.
     """
 
     @dataclass
@@ -93,6 +139,9 @@ class DreamerV3ActorCriticLoss(LossModule):
         lambda_target: NestedKey = "lambda_target"
         weight: NestedKey = "weight"
         imagination: NestedKey = "imagination"
+        replay_reward: NestedKey = ("next", "reward")
+        replay_terminated: NestedKey = ("next", "terminated")
+        replay_done: NestedKey = ("next", "done")
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -100,7 +149,7 @@ class DreamerV3ActorCriticLoss(LossModule):
     value_network: TensorDictModuleBase
     value_network_params: TensorDictBase
     target_value_network_params: TensorDictBase
-    out_keys = ["loss_actor", "loss_critic", "entropy", "value", "slow_value", "lambda_return", "return_scale",
+    out_keys = ["loss_actor", "loss_critic", "loss_critic_replay", "entropy", "value", "slow_value", "lambda_return", "return_scale",
                 "advantage", "imagined_reward", "imagined_continue"]
 
     def __init__(
@@ -120,6 +169,8 @@ class DreamerV3ActorCriticLoss(LossModule):
         return_decay: float = 0.99,
         return_limit: float = 1.0,
         num_bins: int = 255,
+        replay_scale: float = 0.3,
+        replay_discount: float = 1 - 1 / 333,
     ):
         super().__init__()
         owner = "DreamerV3ActorCriticLoss"
@@ -131,6 +182,9 @@ class DreamerV3ActorCriticLoss(LossModule):
         check_range(owner, "slow_decay", slow_decay, 0.0, 1.0, hi_open=True)
         check_range(owner, "return_decay", return_decay, 0.0, 1.0, hi_open=True)
         check_range(owner, "return_limit", return_limit, 0.0, lo_open=True)
+        check_range(owner, "replay_scale", replay_scale, 0.0)
+        check_range(owner, "replay_discount", replay_discount, 0.0, 1.0)
+        self.replay_scale, self.replay_discount = float(replay_scale), float(replay_discount)
         low, high = (float(p) for p in return_percentiles)
         if not 0.0 <= low < high <= 100.0:
             raise ValueError(f"{owner}: `return_percentiles` must be (low, high) with 0 <= low < high <= 100, "
@@ -147,7 +201,9 @@ class DreamerV3ActorCriticLoss(LossModule):
 
     @property
     def in_keys(self):
-        return [self.tensor_keys.deter, self.tensor_keys.stoch]
+        keys = self.tensor_keys
+        replay = [keys.replay_reward, keys.replay_terminated, keys.replay_done] if self.replay_scale > 0 else []
+        return [keys.deter, keys.stoch, *replay]
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         if self._value_estimator is not None:
@@ -180,6 +236,13 @@ class DreamerV3ActorCriticLoss(LossModule):
         """``[N, H]`` imagined steps from the flattened start states, without autograd."""
         keys = self.tensor_keys
         require_keys("DreamerV3ActorCriticLoss", tensordict, {"deter": keys.deter, "stoch": keys.stoch})
+        if self.replay_scale > 0:
+            require_keys("DreamerV3ActorCriticLoss", tensordict, {
+                "replay_reward": keys.replay_reward, "replay_terminated": keys.replay_terminated,
+                "replay_done": keys.replay_done})
+            if tensordict.ndim != 2:
+                raise ValueError("DreamerV3ActorCriticLoss: the replay value loss needs replayed sequences [B, T], got "
+                                 f"batch {list(tensordict.batch_size)} (replay_scale=0 turns it off)")
         check_tensors("DreamerV3ActorCriticLoss", {"deter": tensordict.get(keys.deter),
                                                    "stoch": tensordict.get(keys.stoch)},
                       floating=("deter", "stoch"), finite=("deter", "stoch"))
@@ -227,6 +290,10 @@ class DreamerV3ActorCriticLoss(LossModule):
         regularizer = two_hot_cross_entropy(value_logits[:, :H], slow[:, :H], self.bins)
         loss_critic = (weight * (critic + self.slow_reg * regularizer)).mean()
 
+        loss_replay = torch.zeros((), device=value.device)
+        if self.replay_scale > 0:
+            loss_replay = self.replay_scale * self._replay_value_loss(tensordict, target[:, 0].detach())
+
         traj.set(keys.lambda_target, target[..., None])
         traj.set(keys.weight, weight[..., None])
         traj.set(keys.value, value[:, :H, None])
@@ -242,4 +309,23 @@ class DreamerV3ActorCriticLoss(LossModule):
                 "imagined_reward": reward.mean(),
                 "imagined_continue": cont.mean(),
             }
-        return TensorDict({"loss_actor": loss_actor, "loss_critic": loss_critic, **out}, batch_size=[])
+        return TensorDict({"loss_actor": loss_actor, "loss_critic": loss_critic, "loss_critic_replay": loss_replay,
+                           **out}, batch_size=[])
+
+    def _replay_value_loss(self, tensordict: TensorDictBase, start_return: torch.Tensor) -> torch.Tensor:
+        """The critic on the replayed states, towards :func:`replay_lambda_return` and the slow critic."""
+        keys = self.tensor_keys
+        B, T = tensordict.batch_size
+        states = tensordict.select(keys.deter, keys.stoch).detach()
+        logits = self._logits(self.value_network, self.value_network_params, states, keys.value_logits)
+        with torch.no_grad():
+            slow = two_hot_decode(self._logits(self.value_network, self.target_value_network_params.detach(), states,
+                                               keys.value_logits), self.bins)
+            flags = [tensordict.get(k).reshape(B, T) for k in (keys.replay_terminated, keys.replay_done)]
+            reward = tensordict.get(keys.replay_reward).reshape(B, T).to(slow.dtype)
+            ret = replay_lambda_return(reward, flags[0], flags[1], start_return.reshape(B, T),
+                                       discount=self.replay_discount, lmbda=self.lmbda)
+            weight = (~(flags[1].bool() & ~flags[0].bool())).to(slow.dtype)[:, :-1]  # no loss on truncations
+        loss = two_hot_cross_entropy(logits[:, :-1], ret[:, :-1], self.bins)
+        loss = loss + self.slow_reg * two_hot_cross_entropy(logits[:, :-1], slow[:, :-1], self.bins)
+        return (weight * loss).mean()

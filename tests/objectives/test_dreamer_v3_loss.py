@@ -12,6 +12,7 @@ from torchrl.objectives import two_hot_decode
 from latentrl.modules import RSSMImagine, make_dreamer_actor, make_world_model
 from latentrl.modules.world_model import make_latent_head
 from latentrl.objectives import DreamerV3ActorCriticLoss
+from latentrl.objectives.dreamer_v3 import replay_lambda_return
 
 A, NV, NC, DETER, BINS = 3, 2, 3, 8, 255
 
@@ -37,9 +38,14 @@ def build(seed=0, value_gain=4.0, **kwargs):
 
 
 def starts(B=2, T=3, seed=1):
+    """Replayed posterior states [B, T] with their steps' rewards and flags (TorchRL's layout)."""
     g = torch.Generator().manual_seed(seed)
     stoch = F.one_hot(torch.randint(NC, (B, T, NV), generator=g), NC).float().flatten(-2)
-    return TensorDict({"deter": torch.randn(B, T, DETER, generator=g), "stoch": stoch}, [B, T])
+    done = torch.zeros(B, T, 1, dtype=torch.bool)
+    done[0, 1] = True  # sequence 0 terminates at step 1
+    return TensorDict({"deter": torch.randn(B, T, DETER, generator=g), "stoch": stoch,
+                       "next": {"reward": torch.randn(B, T, 1, generator=g), "done": done, "terminated": done.clone()}},
+                      [B, T])
 
 
 def _official_lambda_return(last, term, rew, val, boot, disc, lam):
@@ -174,3 +180,52 @@ def test_bad_arguments_are_named():
         build(return_percentiles=(95, 5))
     with pytest.raises(ValueError, match="slow_decay"):
         build(slow_decay=1.0)
+
+
+def test_replay_lambda_return_is_the_official_recursion_with_terminations():
+    """Official layout: obs j+1 follows obs j; ours: step t's "next" entries. A terminal obs's bootstrap is
+    multiplied by live = 0 and its successor by cont = 0, so the two layouts give the same returns."""
+    g = np.random.default_rng(0)
+    B, T = 3, 7
+    reward, boot = g.normal(size=(B, T)), g.normal(size=(B, T))
+    terminated = np.zeros((B, T), bool)
+    terminated[0, 2] = terminated[2, 5] = True
+    ours = replay_lambda_return(*(torch.from_numpy(x) for x in (reward, terminated, terminated.copy(), boot)),
+                                discount=0.997, lmbda=0.95).numpy()
+    off = lambda x: np.concatenate([np.zeros((B, 1)), x[:, :-1]], 1)  # noqa: E731  (obs j+1 carries step j's entries)
+    expected = _official_lambda_return(off(terminated), off(terminated), off(reward), None, boot, 0.997, 0.95)
+    assert expected.shape == (B, T - 1)
+    np.testing.assert_allclose(ours[:, :-1], expected, rtol=1e-12)
+    np.testing.assert_allclose(ours[:, -1], boot[:, -1])
+    assert ours[0, 2] == reward[0, 2]  # a termination: the reward only
+
+
+def test_replay_lambda_return_at_a_truncation_takes_the_state_return():
+    reward, boot = torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    done = torch.tensor([[False, True, False, False]])
+    ret = replay_lambda_return(reward, torch.zeros_like(done), done, boot, discount=0.5, lmbda=0.8)
+    assert ret[0, 1] == 20.0  # truncated at step 1: its own imagined return
+    assert ret[0, 0] == pytest.approx(1.0 + 0.5 * (0.2 * 20.0 + 0.8 * 20.0))  # one-step target through it
+    assert ret[0, 2] == pytest.approx(3.0 + 0.5 * 40.0) and ret[0, 3] == 40.0
+
+
+def test_replay_value_loss_by_hand():
+    loss, _ = build()
+    td = starts()
+    torch.manual_seed(2)
+    out = loss(td)
+    start_return = td["imagination", "lambda_target"][:, :, 0, 0]  # R_0 of every replayed state, [B, T]
+    states = td.select("deter", "stoch")
+    with torch.no_grad():
+        with loss.value_network_params.to_module(loss.value_network):
+            logits = loss.value_network(states.clone())["value_logits"]
+        with loss.target_value_network_params.to_module(loss.value_network):
+            slow = two_hot_decode(loss.value_network(states.clone())["value_logits"], loss.bins)
+    flags = td["next", "terminated"][..., 0], td["next", "done"][..., 0]
+    ret = replay_lambda_return(td["next", "reward"][..., 0], *flags, start_return)
+    from torchrl.objectives import two_hot_cross_entropy
+    per_step = two_hot_cross_entropy(logits[:, :-1], ret[:, :-1], loss.bins) + two_hot_cross_entropy(
+        logits[:, :-1], slow[:, :-1], loss.bins)
+    assert out["loss_critic_replay"].item() == pytest.approx(0.3 * per_step.mean().item(), rel=1e-5)
+    off = build(replay_scale=0.0)[0]
+    assert off(starts().exclude(("next", "reward")))["loss_critic_replay"].item() == 0.0  # not read when off

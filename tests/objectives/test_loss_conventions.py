@@ -104,7 +104,9 @@ def _dreamer_v3():
     loss = DreamerV3ActorCriticLoss(actor, head(255, "value_logits"), RSSMImagine(wm.rssm), head(255, "reward_logits"),
                                     head(1, "continue_logit"), horizon=3)
     stoch = F.one_hot(torch.randint(3, (B, T, 2)), 3).float().flatten(-2)
-    return loss, TensorDict({"deter": torch.randn(B, T, 8), "stoch": stoch}, [B, T]), ()
+    flags = torch.zeros(B, T, 1, dtype=torch.bool)
+    return loss, TensorDict({"deter": torch.randn(B, T, 8), "stoch": stoch, "next": {
+        "reward": torch.zeros(B, T, 1), "done": flags, "terminated": flags.clone()}}, [B, T]), ()
 
 
 def _gumbel_sac():
