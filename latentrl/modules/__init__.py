@@ -41,10 +41,12 @@ from .world_model import (
     RSSMImagine,
     RSSMObserve,
     RSSMPriorStep,
+    Symlog,
     WorldModel,
     make_latent_head,
     make_mlp,
     make_world_model,
+    zero_output_layer,
 )
 
 __all__ = [
@@ -56,6 +58,8 @@ __all__ = [
     "RSSMPriorStep",
     "make_mlp",
     "make_latent_head",
+    "zero_output_layer",
+    "Symlog",
     "LatentPolicy",
     "CEMPlanner",
     "cem_plan",

@@ -41,11 +41,32 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
+from torchrl.modules.functional import symlog
 
 from .onehot_linear import PartsMLP
 from .rssm import RSSM
 
-__all__ = ["WorldModel", "RSSMObserve", "RSSMImagine", "RSSMPriorStep", "make_world_model", "make_mlp", "make_latent_head"]
+__all__ = ["WorldModel", "RSSMObserve", "RSSMImagine", "RSSMPriorStep", "make_world_model", "make_mlp", "make_latent_head",
+           "zero_output_layer", "Symlog"]
+
+
+class Symlog(nn.Module):
+    """``symlog(x) = sign(x) log(1 + |x|)`` (DreamerV3's input squashing; TorchRL's function)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return symlog(x)
+
+
+def zero_output_layer(module: nn.Module) -> nn.Module:
+    """Zeroes the weight and bias of ``module``'s last ``nn.Linear`` (DreamerV3's ``outscale: 0.0`` heads)."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"zero_output_layer: {type(module).__name__} has no nn.Linear")
+    with torch.no_grad():
+        linears[-1].weight.zero_()
+        if linears[-1].bias is not None:
+            linears[-1].bias.zero_()
+    return module
 
 
 def make_mlp(in_features: int, out_features: int, units: int, layers: int, activation=nn.ELU) -> nn.Module:
@@ -224,6 +245,8 @@ def make_world_model(
     cnn_channels: int = 32,
     predict_discount: bool = False,
     observation_key: NestedKey = "observation",
+    reward_bins: int | None = None,
+    symlog_inputs: bool = False,
 ) -> WorldModel:
     """Builds a :class:`WorldModel` for vector (``[D]``) or image (``[C, 64, 64]``) observations.
 
@@ -231,6 +254,13 @@ def make_world_model(
     (the encoder ends in ``embed_dim``); images get TorchRL's Dreamer conv
     encoder/decoder with ``cnn_channels`` (DreamerV2: 48). Reward and discount
     heads are MLPs of ``layers`` x ``units``. The encoder reads ``observation_key``.
+
+    DreamerV3 options: ``reward_bins=255`` makes the reward head write
+    ``"reward_logits"`` over that many symexp two-hot bins, its output layer
+    zero-initialized (the code's ``outscale: 0.0``: the predicted reward is
+    exactly 0 at the start; pair it with ``WorldModelLoss(reward_loss="two_hot")``);
+    ``symlog_inputs=True`` squashes vector observations with ``symlog`` before
+    the encoder (the decoder then predicts ``symlog(o)``: ``reco_loss="symlog_mse"``).
     """
     observation_shape = tuple(int(d) for d in observation_shape)
     rssm_kwargs = dict(deter_dim=deter_dim, hidden_dim=hidden_dim, latent=latent, stoch_dim=stoch_dim,
@@ -257,9 +287,19 @@ def make_world_model(
         raise ValueError(
             f"make_world_model: `observation_shape` must be [D] (vector) or [C, 64, 64] (image), got {list(observation_shape)}"
         )
+    if symlog_inputs:
+        if len(observation_shape) != 1:
+            raise ValueError("make_world_model: `symlog_inputs` applies to vector observations ([D])")
+        encoder_net = nn.Sequential(Symlog(), encoder_net)
     encoder = TensorDictModule(encoder_net, in_keys=[observation_key], out_keys=["embed"])
-    reward = TensorDictModule(make_latent_head(rssm, 1, units, layers), in_keys=["deter", "stoch"],
-                              out_keys=["predicted_reward"])
+    if reward_bins is None:
+        reward = TensorDictModule(make_latent_head(rssm, 1, units, layers), in_keys=["deter", "stoch"],
+                                  out_keys=["predicted_reward"])
+    else:
+        if int(reward_bins) < 2:
+            raise ValueError(f"make_world_model: `reward_bins` must be >= 2, got {reward_bins}")
+        head = zero_output_layer(make_latent_head(rssm, int(reward_bins), units, layers))
+        reward = TensorDictModule(head, in_keys=["deter", "stoch"], out_keys=["reward_logits"])
     discount = None
     if predict_discount:
         discount = TensorDictModule(make_latent_head(rssm, 1, units, layers), in_keys=["deter", "stoch"],

@@ -40,7 +40,7 @@ from .value import (
     value_rescale,
     value_rescale_inverse,
 )
-from .world_model import KL_PRESETS, WorldModelLoss
+from .world_model import HEAD_LOSSES, KL_PRESETS, WorldModelLoss
 
 __all__ = [
     "IMPALALoss",
@@ -51,6 +51,7 @@ __all__ = [
     "sequence_priority",
     "WorldModelLoss",
     "KL_PRESETS",
+    "HEAD_LOSSES",
     "DreamerActorCriticLoss",
     "DreamerV3ActorCriticLoss",
     "replay_lambda_return",

@@ -8,9 +8,12 @@ posterior (resetting at ``is_init``) and sums
 
 * ``loss_model_reco``: ``-log N(o_t; decoder(h_t, s_t), 1)`` summed over the
   observation's dimensions (without the constant), averaged over ``[B, T+1]``;
+  DreamerV3 (``reco_loss``): the squared error, to ``symlog(o_t)`` for vectors;
 * ``loss_model_reward``: ``-log N(r; reward(h_{t+1}, s_{t+1}), 1)`` for each
   transition ``t -> t+1`` whose next state was observed (not across an
-  ``is_init`` reset);
+  ``is_init`` reset); DreamerV3 (``reward_loss="two_hot"``): the two-hot
+  cross-entropy of the reward head's 255 symexp-bin logits (TorchRL's
+  ``two_hot_cross_entropy``);
 * ``loss_model_discount`` (with a discount head): binary cross-entropy of the
   Bernoulli discount predictor against ``discount * (1 - terminated)``
   (DreamerV2, Section 2: 0.995 inside an episode, 0 at termination;
@@ -55,21 +58,32 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch.nn import functional as F
-from torchrl.objectives import LossModule
+from torchrl.modules import SymExpTwoHot
+from torchrl.modules.functional import symlog
+from torchrl.objectives import LossModule, two_hot_cross_entropy, two_hot_decode
 
 from latentrl.checks import check_tensors, require_keys
 from latentrl.modules.distributions import StraightThroughOneHotCategorical
 
 from .functional import kl_balanced, kl_dyn_rep, kl_free_nats
 
-__all__ = ["WorldModelLoss", "KL_PRESETS"]
+__all__ = ["WorldModelLoss", "KL_PRESETS", "HEAD_LOSSES"]
 
 #: the paper values of each preset (any of them can be overridden by keyword)
 KL_PRESETS = {
     "planet": dict(kl_scale=1.0, free_nats=3.0, discount=0.995),
     "dreamer_v2": dict(kl_scale=0.1, free_nats=0.0, kl_balance=0.8, discount=0.995),
-    "dreamer_v3": dict(dyn_scale=1.0, rep_scale=0.1, free_bits=1.0, discount=1.0),
+    # the code's continue target (1 - terminal)(1 - 1/horizon), horizon 333 ("contdisc")
+    "dreamer_v3": dict(dyn_scale=1.0, rep_scale=0.1, free_bits=1.0, discount=1.0 - 1.0 / 333),
 }
+#: per preset: the reconstruction loss and the reward loss
+HEAD_LOSSES = {
+    "planet": ("gaussian", "gaussian"),
+    "dreamer_v2": ("gaussian", "gaussian"),
+    "dreamer_v3": ("symlog_mse", "two_hot"),
+}
+RECO_LOSSES = ("gaussian", "mse", "symlog_mse")
+REWARD_LOSSES = ("gaussian", "two_hot")
 _PRESET_KEYS = {
     "planet": ("kl_scale", "free_nats"),
     "dreamer_v2": ("kl_scale", "free_nats", "kl_balance"),
@@ -80,6 +94,18 @@ _PRESET_KEYS = {
 def _gaussian_nll(mean: torch.Tensor, target: torch.Tensor, event_dims: int) -> torch.Tensor:
     """``-log N(target; mean, 1)`` without the constant, summed over the last ``event_dims`` dims."""
     sq = 0.5 * (target - mean).pow(2)
+    return sq.flatten(-event_dims).sum(-1) if event_dims > 0 else sq
+
+
+def _reco_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """Per-step reconstruction loss: Gaussian NLL (PlaNet/V2), or DreamerV3's squared error
+    (``mse``, images) and squared error to ``symlog(target)`` (``symlog_mse``, vectors: the decoder
+    predicts in symlog space), summed over the observation's dimensions."""
+    if kind == "gaussian":
+        return _gaussian_nll(prediction, target, event_dims)
+    if kind == "symlog_mse":
+        target = symlog(target)
+    sq = (prediction - target).pow(2)
     return sq.flatten(-event_dims).sum(-1) if event_dims > 0 else sq
 
 
@@ -94,7 +120,14 @@ class WorldModelLoss(LossModule):
             ``dreamer_v3`` needs categorical latents).
         kl_scale, free_nats, kl_balance: ``planet``/``dreamer_v2`` parameters.
         dyn_scale, rep_scale, free_bits: ``dreamer_v3`` parameters.
-        discount: discount target inside an episode (0.995; DreamerV3's continue flag: 1.0).
+        discount: discount target inside an episode (0.995; DreamerV3: ``1 − 1/333``, the code's
+            ``contdisc``, so the continue head's prediction is the imagination's discount).
+        reco_loss: ``"gaussian"`` (PlaNet, DreamerV2), ``"mse"`` or ``"symlog_mse"`` (DreamerV3,
+            images and vectors); default by preset (:data:`HEAD_LOSSES`).
+        reward_loss: ``"gaussian"`` (reads ``predicted_reward``) or ``"two_hot"`` (DreamerV3: reads
+            ``reward_logits`` over 255 symexp bins and writes the decoded ``predicted_reward``);
+            default by preset.
+        num_bins: two-hot bins (255).
         reco_scale, reward_scale, discount_scale: weights of the other terms.
 
     Keys (``set_keys``): data ``observation``, ``next_observation``
@@ -119,6 +152,7 @@ class WorldModelLoss(LossModule):
         is_init: NestedKey = "is_init"
         reco_observation: NestedKey = "reco_observation"
         predicted_reward: NestedKey = "predicted_reward"
+        reward_logits: NestedKey = "reward_logits"
         discount_logit: NestedKey = "discount_logit"
         prior: NestedKey = "prior"
         posterior: NestedKey = "post"
@@ -142,6 +176,9 @@ class WorldModelLoss(LossModule):
         rep_scale: float | None = None,
         free_bits: float | None = None,
         discount: float | None = None,
+        reco_loss: str | None = None,
+        reward_loss: str | None = None,
+        num_bins: int = 255,
         reco_scale: float = 1.0,
         reward_scale: float = 1.0,
         discount_scale: float = 1.0,
@@ -167,6 +204,15 @@ class WorldModelLoss(LossModule):
         for name in ("free_nats", "free_bits"):
             if params.get(name, 0.0) < 0:
                 raise ValueError(f"WorldModelLoss: `{name}` must be >= 0, got {params[name]}")
+        reco_loss = HEAD_LOSSES[kl][0] if reco_loss is None else reco_loss
+        reward_loss = HEAD_LOSSES[kl][1] if reward_loss is None else reward_loss
+        if reco_loss not in RECO_LOSSES:
+            raise ValueError(f"WorldModelLoss: `reco_loss` must be one of {list(RECO_LOSSES)}, got {reco_loss!r}")
+        if reward_loss not in REWARD_LOSSES:
+            raise ValueError(f"WorldModelLoss: `reward_loss` must be one of {list(REWARD_LOSSES)}, got {reward_loss!r}")
+        self.reco_loss, self.reward_loss = reco_loss, reward_loss
+        if reward_loss == "two_hot":
+            self.register_buffer("bins", SymExpTwoHot(int(num_bins)).bins.clone())
         self.world_model = world_model
         self.kl = kl
         self.params = params
@@ -248,11 +294,16 @@ class WorldModelLoss(LossModule):
         seq = self.world_model(seq)
 
         event_dims = obs.ndim - 2
-        reco = _gaussian_nll(seq.get(keys.reco_observation), obs, event_dims).mean()
+        reco = _reco_loss(self.reco_loss, seq.get(keys.reco_observation), obs, event_dims).mean()
         # transition t -> t+1 is observed unless a reset starts at t+1
         valid = (~is_init[:, 1:]).to(obs.dtype)  # [B, T]
         count = valid.sum().clamp_min(1.0)
-        reward_nll = _gaussian_nll(seq.get(keys.predicted_reward)[:, 1:, 0], reward[..., 0], 0)
+        if self.reward_loss == "two_hot":
+            logits = seq.get(keys.reward_logits)
+            reward_nll = two_hot_cross_entropy(logits[:, 1:], reward[..., 0], self.bins)
+            seq.set(keys.predicted_reward, two_hot_decode(logits.detach(), self.bins).unsqueeze(-1))
+        else:
+            reward_nll = _gaussian_nll(seq.get(keys.predicted_reward)[:, 1:, 0], reward[..., 0], 0)
         reward_loss = (reward_nll * valid).sum() / count
         post, prior = seq.get(keys.posterior), seq.get(keys.prior)
         kl_loss, kl_value = self.kl_term(post, prior)

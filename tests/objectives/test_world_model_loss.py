@@ -17,14 +17,15 @@ DETER, STOCH, NV, NC = 16, 4, 4, 4
 PRESETS = {
     "planet": dict(latent="gaussian", unimix=0.0),
     "dreamer_v2": dict(latent="categorical", unimix=0.0),
-    "dreamer_v3": dict(latent="categorical", unimix=0.01),
+    "dreamer_v3": dict(latent="categorical", unimix=0.01, reward_bins=255, symlog_inputs=True),
 }
 
 
-def tiny_world_model(latent="categorical", unimix=0.0, predict_discount=False):
+def tiny_world_model(latent="categorical", unimix=0.0, predict_discount=False, reward_bins=None, symlog_inputs=False):
     return make_world_model(
         [OBS], ACT, latent=latent, deter_dim=DETER, hidden_dim=16, stoch_dim=STOCH, num_vars=NV,
         num_classes=NC, unimix=unimix, units=16, layers=1, embed_dim=16, predict_discount=predict_discount,
+        reward_bins=reward_bins, symlog_inputs=symlog_inputs,
     )
 
 
@@ -254,7 +255,7 @@ def _bce(logit, target):
     return F.binary_cross_entropy(prob.expand_as(target), target, reduction="none")
 
 
-@pytest.mark.parametrize("preset,gamma", [("dreamer_v2", 0.995), ("planet", 0.995), ("dreamer_v3", 1.0)])
+@pytest.mark.parametrize("preset,gamma", [("dreamer_v2", 0.995), ("planet", 0.995), ("dreamer_v3", 1 - 1 / 333)])
 def test_discount_bce_by_hand(preset, gamma):
     torch.manual_seed(0)
     wm = tiny_world_model(**PRESETS[preset], predict_discount=True)
@@ -327,7 +328,7 @@ def test_parameter_of_another_preset(preset, kwargs, name):
 
 
 def test_dreamer_v3_needs_categorical_latent():
-    loss = WorldModelLoss(tiny_world_model("gaussian"), kl="dreamer_v3")
+    loss = WorldModelLoss(tiny_world_model("gaussian", reward_bins=255), kl="dreamer_v3")
     with pytest.raises(ValueError, match="categorical"):
         loss(make_batch())
 
@@ -368,4 +369,50 @@ def test_presets_use_paper_values():
     v2 = WorldModelLoss(tiny_world_model("categorical"), kl="dreamer_v2").params
     assert (v2["kl_scale"], v2["kl_balance"], v2["free_nats"], v2["discount"]) == (0.1, 0.8, 0.0, 0.995)
     v3 = WorldModelLoss(tiny_world_model("categorical", unimix=0.01), kl="dreamer_v3").params
-    assert (v3["dyn_scale"], v3["rep_scale"], v3["free_bits"], v3["discount"]) == (1.0, 0.1, 1.0, 1.0)
+    assert (v3["dyn_scale"], v3["rep_scale"], v3["free_bits"], v3["discount"]) == (1.0, 0.1, 1.0, 1 - 1 / 333)
+
+
+class FixedLogits(nn.Module):
+    """The same logits for every state (keeps a dependence on the state for autograd)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, *parts):
+        feature = torch.cat(parts, -1)
+        return self.logits.expand(*feature.shape[:-1], -1) + 0.0 * feature[..., :1]
+
+
+def test_dreamer_v3_two_hot_reward_and_symlog_reconstruction_by_hand():
+    """The code's losses: rew = two-hot CE over 255 symexp bins, vector reconstruction = sum of squared
+    errors to symlog(o) (no 1/2), averaged over the steps (rewards over the observed transitions)."""
+    from torchrl.modules.functional import symlog
+    from torchrl.objectives import two_hot_cross_entropy
+    torch.manual_seed(0)
+    wm = tiny_world_model(**PRESETS["dreamer_v3"])
+    assert all(float(p.abs().max()) == 0 for p in list(wm.reward_model.parameters())[-2:])  # zero-initialized
+    logits = torch.randn(255)
+    wm.decoder = keyed(Const(0.25, OBS), "reco_observation")
+    wm.reward_model = keyed(FixedLogits(logits), "reward_logits")
+    loss = WorldModelLoss(wm, kl="dreamer_v3")
+    assert (loss.reco_loss, loss.reward_loss) == ("symlog_mse", "two_hot")
+    td = make_batch(2, 4, seed=3)
+    td["observation"] = td["observation"] * 50  # large enough that symlog matters
+    td["next", "reward"] = td["next", "reward"] * 30
+    td["is_init"][1, 2] = True  # transition 1 -> 2 of sequence 1 crosses a reset: not predicted
+    out = loss(td)
+    obs = torch.cat([td["observation"], td["next", "observation"][:, -1:]], 1)
+    assert out["loss_model_reco"].item() == pytest.approx((0.25 - symlog(obs)).pow(2).sum(-1).mean().item(), rel=1e-5)
+    ce = two_hot_cross_entropy(logits.expand(2, 4, 255), td["next", "reward"][..., 0], loss.bins)
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    valid[1, 1] = False
+    assert out["loss_model_reward"].item() == pytest.approx(ce[valid].mean().item(), rel=1e-5)
+
+
+def test_head_loss_choices_are_checked():
+    wm = tiny_world_model()
+    with pytest.raises(ValueError, match="`reco_loss` must be one of"):
+        WorldModelLoss(wm, kl="dreamer_v2", reco_loss="l1")
+    with pytest.raises(ValueError, match="`reward_loss` must be one of"):
+        WorldModelLoss(wm, kl="dreamer_v2", reward_loss="mse")
