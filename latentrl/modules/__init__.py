@@ -37,6 +37,7 @@ from .q_networks import (
 )
 from .recurrent import make_actor_critic, recurrent_primers
 from .rssm import RSSM
+from .rssm_v3 import RSSMV3, BlockLinear, trunc_normal_in_
 from .world_model import (
     RSSMImagine,
     RSSMObserve,
@@ -51,6 +52,9 @@ from .world_model import (
 
 __all__ = [
     "RSSM",
+    "RSSMV3",
+    "BlockLinear",
+    "trunc_normal_in_",
     "WorldModel",
     "make_world_model",
     "RSSMObserve",
