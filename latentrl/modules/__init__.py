@@ -23,6 +23,15 @@ from .distributions import (
     independent,
     sample_one_hot,
 )
+from .dreamer_v3_nets import (
+    SIZES,
+    BoundedNormalParams,
+    LatentInput,
+    make_dreamer_v3_actor,
+    make_dreamer_v3_critic,
+    make_dreamer_v3_world_model,
+    v3_mlp,
+)
 from .latent_policy import LatentPolicy
 from .onehot_linear import OneHotBlockLinear, PartsMLP, one_hot_block
 from .planners import CEMPlanner, cem_plan
@@ -68,6 +77,13 @@ __all__ = [
     "CEMPlanner",
     "cem_plan",
     "make_dreamer_actor",
+    "make_dreamer_v3_world_model",
+    "make_dreamer_v3_actor",
+    "make_dreamer_v3_critic",
+    "v3_mlp",
+    "LatentInput",
+    "BoundedNormalParams",
+    "SIZES",
     "make_dreamer_critic",
     "DreamerNormalParams",
     "DreamerTruncatedNormal",
