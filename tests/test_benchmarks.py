@@ -124,3 +124,15 @@ def test_world_model_before_after_benchmark_matches_the_baseline():
         r = result["results"][name]
         assert max(r["relative_loss_diff"].values()) < 1e-4 and max(r["relative_grad_diff"].values()) < 1e-4
         assert r["update_ms"]["before"] > 0 and r["update_ms"]["after"] > 0
+
+
+def test_dreamer_v3_update_benchmark_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "dreamer_v3_update.py"), "--batch", "2", "--seq-len", "8",
+         "--repeats", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{") :])
+    assert result["threads"] == 1 and result["seconds_per_update"] > 0
+    assert set(result["phases_seconds"]) == {"world_model_forward", "actor_critic_forward", "backward_and_step"}

@@ -56,3 +56,8 @@ def planet():
 @pytest.fixture(scope="module")
 def dreamer_v2():
     return load_example("dreamer_v2")
+
+
+@pytest.fixture(scope="module")
+def dreamer_v3():
+    return load_example("dreamer_v3")

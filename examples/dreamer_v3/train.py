@@ -1,0 +1,180 @@
+"""DreamerV3: a block-GRU world model, with actor and critic learned in its imagination.
+
+Hafner et al. 2025, "Mastering Diverse Domains through World Models" (Nature), as the authors' current
+code trains it: after a prefill, updates at a fixed train ratio (``B·T / train_ratio`` actions per
+update, TorchRL's resumable ``DreamerV3UpdateRatio``), each one step of one LaProp + AGC optimizer
+(TorchRL's ``DreamerV3Optimizer``) on the sum of the world-model loss (``dreamer_v3`` preset: symlog
+reconstruction, two-hot reward, continue, KL dyn/rep with free bits) and the actor-critic loss
+(imagination from every replayed posterior state, plus the replay value loss), then the slow critic's EMA.
+
+    python examples/dreamer_v3/train.py                                  # CartPole-v1, size1m
+    python examples/dreamer_v3/train.py env.name=dmc:cartpole-balance    # dm_control, proprioceptive
+    python examples/dreamer_v3/train.py checkpoint.resume=<run dir>
+
+Everything reusable comes from the package: ``make_dreamer_v3_world_model``, ``make_dreamer_v3_actor``,
+``make_dreamer_v3_critic``, ``RSSMImagine`` and ``LatentPolicy`` (keyed modules), ``WorldModelLoss`` and
+``DreamerV3ActorCriticLoss`` (objectives), ``make_episode_replay`` (collectors), TorchRL's
+``Collector``, ``DreamerV3Optimizer`` and ``DreamerV3UpdateRatio``, and the ``Experiment`` harness.
+Not yet: image observations, Atari, the replay context (stored posterior latents).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.collectors import Collector
+from torchrl.trainers.algorithms import DreamerV3Optimizer, DreamerV3UpdateRatio
+
+from latentrl.collectors import make_episode_replay, sample_sequences
+from latentrl.envs import UnknownEnvironmentError, make_recurrent_env
+from latentrl.harness import (
+    DEVICE,
+    HARNESS_CHOICES,
+    HARNESS_CONSTRAINTS,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
+    ConfigError,
+    Experiment,
+    check_config,
+    evaluate,
+    run,
+)
+from latentrl.modules import (
+    SIZES,
+    LatentPolicy,
+    RSSMImagine,
+    make_dreamer_v3_actor,
+    make_dreamer_v3_critic,
+    make_dreamer_v3_world_model,
+)
+from latentrl.objectives import DreamerV3ActorCriticLoss, WorldModelLoss
+
+CONFIG_DIR = Path(__file__).resolve().parent
+NONNEGATIVE = (lambda v: v >= 0, "a number >= 0")
+CONSTRAINTS = {
+    **HARNESS_CONSTRAINTS,
+    "device": DEVICE,
+    "env.action_repeat": POSITIVE_INT,
+    "env.episode_steps": POSITIVE_INT,
+    "model.size": (lambda v: v in SIZES, f"one of {list(SIZES)}"),
+    "model.num_vars": POSITIVE_INT,
+    "model.blocks": POSITIVE_INT,
+    **{f"loss.{k}": NONNEGATIVE for k in ("dyn_scale", "rep_scale", "free_bits", "entropy_coef", "slow_reg",
+                                          "replay_scale")},
+    "loss.horizon": POSITIVE_INT,
+    "loss.lmbda": UNIT_INTERVAL,
+    "loss.slow_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    **{f"optim.{k}": POSITIVE for k in ("lr", "agc", "eps")},
+    "optim.warmup": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "train.train_ratio": POSITIVE,
+    **{f"train.{k}": POSITIVE_INT for k in ("total_env_steps", "prefill", "steps_per_batch", "batch_size", "seq_len",
+                                            "replay_capacity")},
+    "eval.episodes": POSITIVE_INT,
+}
+
+
+def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=None):
+    """A gymnasium or dm_control env with vector observations, ``is_init``, returns and the policy's state."""
+    family = cfg.env.name.partition(":")[0] if ":" in cfg.env.name else "gym"
+    if family not in ("gym", "dmc"):
+        raise ConfigError(f"config key 'env.name' is {cfg.env.name!r}; DreamerV3 here takes a gymnasium id or "
+                          "'dmc:domain-task' (vector observations)")
+    options = dict(action_repeat=cfg.env.action_repeat) if family == "dmc" else {}
+    if family == "gym" and cfg.env.action_repeat != 1:
+        raise ConfigError("config key 'env.action_repeat' must be 1 for gymnasium tasks")
+    try:
+        return make_recurrent_env(cfg.env.name, num_envs=num_envs, seed=seed, train=train, primer=primer,
+                                  prev_action_reward=False, max_steps=cfg.env.episode_steps // cfg.env.action_repeat,
+                                  **options)
+    except UnknownEnvironmentError as err:
+        raise ConfigError(f"config key 'env.name': {err}") from err
+
+
+def train(cfg: DictConfig) -> dict:
+    check_config(cfg, OmegaConf.load(CONFIG_DIR / "config.yaml"), HARNESS_CHOICES, CONSTRAINTS)
+    t, m, lo, o = cfg.train, cfg.model, cfg.loss, cfg.optim
+    if t.seq_len > t.prefill:
+        raise ConfigError(f"config key 'train.prefill' ({t.prefill}) must hold at least one sequence "
+                          f"('train.seq_len' = {t.seq_len})")
+    device = torch.device(cfg.device)
+    total_frames = t.total_env_steps // cfg.env.action_repeat  # actions
+    episode = cfg.env.episode_steps // cfg.env.action_repeat
+    exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build after this
+
+    probe = make_agent_env(cfg, 1, None, True)
+    obs_key = cfg.env.observation_key
+    if obs_key not in probe.observation_spec.keys():
+        raise ConfigError(f"config key 'env.observation_key' ({obs_key!r}) is not an observation of {cfg.env.name!r}: "
+                          f"{sorted(map(str, probe.observation_spec.keys()))}")
+    obs_shape, action_spec = probe.observation_spec[obs_key].shape, probe.action_spec
+    probe.close()
+    if len(obs_shape) != 1:
+        raise ConfigError(f"config key 'env.observation_key': DreamerV3 here takes vector observations, "
+                          f"{obs_key!r} has shape {list(obs_shape)}")
+    discrete = action_spec.domain == "discrete"
+    action_dim = action_spec.shape[-1]
+    units = SIZES[m.size]["units"]
+    world_model = make_dreamer_v3_world_model(obs_shape, action_dim, size=m.size, num_vars=m.num_vars,
+                                              blocks=m.blocks, observation_key=obs_key).to(device)
+    actor = make_dreamer_v3_actor(world_model.rssm, action_dim, discrete=discrete, units=units).to(device)
+    critic = make_dreamer_v3_critic(world_model.rssm, units=units).to(device)
+    policy = LatentPolicy(world_model.encoder, world_model.rssm, actor, observation_key=obs_key)
+    primer = policy.make_tensordict_primer()
+    env = make_agent_env(cfg, 1, cfg.seed, True, primer)
+    eval_env = make_agent_env(cfg, cfg.eval.episodes, None, False, primer)
+    collector = Collector(env, policy, frames_per_batch=t.steps_per_batch, total_frames=total_frames,
+                          init_random_frames=t.prefill, device=device)
+
+    model_loss = WorldModelLoss(world_model, "dreamer_v3", dyn_scale=lo.dyn_scale, rep_scale=lo.rep_scale,
+                                free_bits=lo.free_bits)
+    model_loss.set_keys(observation=obs_key, next_observation=("next", obs_key), discount_logit="continue_logit")
+    ac_loss = DreamerV3ActorCriticLoss(
+        actor, critic, RSSMImagine(world_model.rssm), world_model.reward_model, world_model.discount_model,
+        horizon=lo.horizon, lmbda=lo.lmbda, entropy_coef=lo.entropy_coef, slow_reg=lo.slow_reg,
+        slow_decay=lo.slow_decay, replay_scale=lo.replay_scale,
+    )
+    slow_critic = ac_loss.make_target_updater()
+    params = [*world_model.parameters(), *actor.parameters(), *ac_loss.value_network_params.parameters()]
+    optimizer = DreamerV3Optimizer(params, lr=o.lr, agc=o.agc, eps=o.eps, warmup_steps=o.warmup)
+    ratio = DreamerV3UpdateRatio(t.train_ratio / (t.batch_size * t.seq_len))  # updates per action
+    replay = make_episode_replay(t.replay_capacity, t.batch_size, t.seq_len)
+
+    exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
+    exp.track(world_model=world_model, actor=actor, ac_loss=ac_loss, optimizer=optimizer, slow_critic=slow_critic,
+              ratio=ratio, replay=replay, collector=collector)
+
+    wm = ac = None
+    try:
+        for batch in exp.iterate(collector):
+            replay.extend(batch.exclude(*policy.recomputed_keys).reshape(-1))
+            if exp.counters["frames"] < t.prefill:
+                continue
+            for _ in range(ratio(exp.counters["frames"])):
+                data = sample_sequences(replay, t.seq_len).to(device)
+                wm = model_loss(data)  # also writes the posterior states "deter", "stoch" into data
+                ac = ac_loss(data)
+                terms = {**{k: v for k, v in wm.items() if k.startswith("loss_")},
+                         **{k: v for k, v in ac.items() if k.startswith("loss_")}}
+                exp.check_finite(terms)
+                optimizer.zero_grad()
+                sum(terms.values()).backward()
+                optimizer.step()
+                slow_critic.step()
+            if wm is not None and exp.counters["iterations"] % 20 == 0:
+                exp.log({
+                    **{f"train/{k}": v for k, v in wm.items()},
+                    **{f"train/{k}": v for k, v in ac.items()},
+                    "train/updates": optimizer.param_groups[0]["step"],
+                    "train/env_steps": exp.counters["frames"] * cfg.env.action_repeat,
+                })
+        summary = exp.finish()
+    finally:
+        collector.shutdown()
+        eval_env.close()
+    return summary
+
+
+if __name__ == "__main__":
+    run(train, CONFIG_DIR)

@@ -1,0 +1,71 @@
+"""DreamerV3 example end to end: the train ratio's update count, logs, exact resume, config errors."""
+import math
+
+import pytest
+from conftest import ROOT, example_config
+from omegaconf import OmegaConf
+
+from latentrl.harness import ConfigError
+
+# 16 actions per collector batch; after 64 prefill actions one update per 8 actions (ratio 8 / (4 x 16))
+SMALL = {
+    "threads": 1,
+    "env": {"episode_steps": 60},
+    "loss": {"horizon": 4},
+    "train": {"total_env_steps": 384, "prefill": 64, "train_ratio": 8, "steps_per_batch": 16, "batch_size": 4,
+              "seq_len": 16, "replay_capacity": 2000},
+    "optim": {"warmup": 10},
+    "eval": {"interval_frames": 128, "episodes": 1},
+    "checkpoint": {"interval_frames": 128},
+    "logger": {"progress_bar": False},
+}
+
+
+def _cfg(tmp_path, name="run", **over):
+    cfg = example_config("dreamer_v3", SMALL)
+    return OmegaConf.merge(cfg, OmegaConf.create({"run_dir": str(tmp_path / name), **over}))
+
+
+def _scalars(run_dir):
+    root = run_dir / "logs" / "scalars"
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.csv"))}
+
+
+def test_trains_end_to_end_at_the_train_ratio(dreamer_v3, tmp_path):
+    summary = dreamer_v3.train(_cfg(tmp_path))
+    assert summary["frames"] == 384 and summary["iterations"] == 24 and not summary["stopped_early"]
+    assert math.isfinite(summary["final_eval_return"])
+    logs = _scalars(tmp_path / "run")
+    expected = {"train/loss_actor.csv", "train/loss_critic.csv", "train/loss_critic_replay.csv",
+                "train/loss_model_kl.csv", "train/loss_model_reward.csv", "train/return_scale.csv",
+                "train/updates.csv", "eval/return.csv"}
+    assert expected <= set(logs), sorted(logs)
+    # logged at 320 actions: the first update at 64 (the ratio's first call), then one per 8 actions
+    step, updates = logs["train/updates.csv"].splitlines()[-1].split(",")
+    assert int(step) == 320 and float(updates) == 1 + (320 - 64) / 8
+    assert (tmp_path / "run" / "learning_curve.png").is_file()
+
+
+@pytest.mark.parametrize("mode", ["stop", pytest.param("kill", marks=pytest.mark.slow)])
+def test_resume_is_exact_with_the_ratio_remainder(dreamer_v3, tmp_path, mode):
+    """Stopped (or killed) after a checkpoint, with episode ends, evaluations, checkpoints and updates after
+    the resume point; the ratio scheduler's remainder, the return normalizer, the slow critic, the optimizer
+    and the replay are restored, so the logs are identical (no burst of owed updates either)."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(_cfg(tmp_path), {"train": {"total_env_steps": 512}})
+    check_resume(
+        dreamer_v3.train, cfg, tmp_path, stop_at=256, script=ROOT / "examples" / "dreamer_v3" / "train.py", mode=mode,
+        after={"eval/return.csv": 2, "train/episode_return.csv": 2, "train/updates.csv": 1},
+    )
+
+
+def test_config_errors_name_the_key(dreamer_v3, tmp_path):
+    with pytest.raises(ConfigError, match="'model.size'.*one of \\['size1m'"):
+        dreamer_v3.train(_cfg(tmp_path, model={"size": "size3m"}))
+    with pytest.raises(ConfigError, match="'env.name'.*gymnasium id or 'dmc:domain-task'"):
+        dreamer_v3.train(_cfg(tmp_path, env={"name": "atari:Pong"}))
+    with pytest.raises(ConfigError, match="'train.prefill' \\(8\\) must hold at least one sequence"):
+        dreamer_v3.train(_cfg(tmp_path, train={"prefill": 8}))
+    with pytest.raises(ConfigError, match="'loss.slow_decay'.*\\[0, 1\\)"):
+        dreamer_v3.train(_cfg(tmp_path, loss={"slow_decay": 1.0}))
