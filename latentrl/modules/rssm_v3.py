@@ -137,9 +137,15 @@ class RSSMV3(RSSM):
     def _deter_step(self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         a = a / a.abs().clamp_min(1.0).detach()
         x = torch.cat([self.proj_norm[k](self.proj[k](v)) for k, v in (("deter", h), ("stoch", s), ("action", a))], -1)
-        g = self.blocks
-        x = torch.cat([h.unflatten(-1, (g, -1)), x.unsqueeze(-2).expand(*x.shape[:-1], g, x.shape[-1])], -1).flatten(-2)
-        for linear, norm in self.dyn:
+        g, D, batch = self.blocks, self.deter_dim, h.shape[:-1]
+        # the first block layer reads [h_k, x] in every group k: its h_k rows act block-diagonally on h, and
+        # its x rows of all groups form one dense map of x (the same result, without the g-fold copy of x)
+        first, norm = self.dyn[0]
+        w = first.weight  # [g, D/g + 3H, D/g]
+        y = torch.bmm(h.reshape(-1, g, D // g).transpose(0, 1), w[:, : D // g]).transpose(0, 1).reshape(*batch, D)
+        y = y + F.linear(x, w[:, D // g:].permute(1, 0, 2).reshape(-1, D).T, first.bias)
+        x = norm(y)
+        for linear, norm in self.dyn[1:]:
             x = norm(linear(x))
         reset, cand, update = self.gates(x).unflatten(-1, (g, 3, -1)).unbind(-2)
         reset, cand, update = (t.flatten(-2) for t in (reset, cand, update))
