@@ -40,6 +40,7 @@ from latentrl.harness import (
     Experiment,
     check_config,
     evaluate,
+    observation_and_action_specs,
     run,
 )
 from latentrl.modules.actor_critic import make_dreamer_actor, make_dreamer_critic
@@ -101,13 +102,8 @@ def train(cfg: DictConfig) -> dict:
     episode = cfg.env.episode_steps // cfg.env.action_repeat
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build after this
 
-    probe = make_agent_env(cfg, 1, None, True)
     obs_key = cfg.env.observation_key
-    if obs_key not in probe.observation_spec.keys():
-        raise ConfigError(f"config key 'env.observation_key' ({obs_key!r}) is not an observation of {cfg.env.name!r}: "
-                          f"{sorted(map(str, probe.observation_spec.keys()))}")
-    obs_shape, action_spec = probe.observation_spec[obs_key].shape, probe.action_spec
-    probe.close()
+    obs_shape, action_spec = observation_and_action_specs(make_agent_env(cfg, 1, None, True), obs_key, cfg.env.name)
     discrete = action_spec.domain == "discrete"
     action_dim = action_spec.shape[-1]
     m, lo = cfg.model, cfg.loss

@@ -39,6 +39,7 @@ from latentrl.harness import (
     Experiment,
     check_config,
     evaluate,
+    observation_and_action_specs,
     run,
 )
 from latentrl.modules import (
@@ -103,13 +104,8 @@ def train(cfg: DictConfig) -> dict:
     episode = cfg.env.episode_steps // cfg.env.action_repeat
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build after this
 
-    probe = make_agent_env(cfg, 1, None, True)
     obs_key = cfg.env.observation_key
-    if obs_key not in probe.observation_spec.keys():
-        raise ConfigError(f"config key 'env.observation_key' ({obs_key!r}) is not an observation of {cfg.env.name!r}: "
-                          f"{sorted(map(str, probe.observation_spec.keys()))}")
-    obs_shape, action_spec = probe.observation_spec[obs_key].shape, probe.action_spec
-    probe.close()
+    obs_shape, action_spec = observation_and_action_specs(make_agent_env(cfg, 1, None, True), obs_key, cfg.env.name)
     if len(obs_shape) != 1:
         raise ConfigError(f"config key 'env.observation_key': DreamerV3 here takes vector observations, "
                           f"{obs_key!r} has shape {list(obs_shape)}")

@@ -23,6 +23,7 @@ from .config import (
     check_overrides,
     flatten,
     make_env_from_config,
+    observation_and_action_specs,
 )
 from .entry import run
 from .evaluation import evaluate, first_episode_returns, full_reset
@@ -50,6 +51,7 @@ __all__ = [
     "check_overrides",
     "flatten",
     "make_env_from_config",
+    "observation_and_action_specs",
     "run",
     "evaluate",
     "first_episode_returns",

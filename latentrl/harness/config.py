@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 __all__ = [
     "ConfigError", "flatten", "check_overrides", "check_config", "make_env_from_config",
+    "observation_and_action_specs",
     "POSITIVE", "POSITIVE_INT", "NONNEGATIVE_INT", "UNIT_INTERVAL", "DEVICE",
 ]
 
@@ -144,3 +145,16 @@ def make_env_from_config(cfg: DictConfig, num_envs: int):
         return make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
     except UnknownEnvironmentError as err:
         raise ConfigError(f"config key 'env.name': {err}") from err
+
+
+def observation_and_action_specs(env, observation_key, env_name: str):
+    """``(observation shape, action spec)`` of a probe ``env``, which is closed; an ``observation_key``
+    the env does not have is a :class:`ConfigError` naming ``env.observation_key`` and listing the keys it has."""
+    try:
+        if observation_key not in env.observation_spec.keys():
+            raise ConfigError(
+                f"config key 'env.observation_key' ({observation_key!r}) is not an observation of {env_name!r}: "
+                f"{sorted(map(str, env.observation_spec.keys()))}")
+        return env.observation_spec[observation_key].shape, env.action_spec
+    finally:
+        env.close()
