@@ -135,7 +135,11 @@ def train(cfg: DictConfig) -> dict:
     params = [*world_model.parameters(), *actor.parameters(), *ac_loss.value_network_params.parameters()]
     optimizer = DreamerV3Optimizer(params, lr=o.lr, agc=o.agc, eps=o.eps, warmup_steps=o.warmup)
     ratio = DreamerV3UpdateRatio(t.train_ratio / (t.batch_size * t.seq_len))  # updates per action
-    replay = make_episode_replay(t.replay_capacity, t.batch_size, t.seq_len)
+    if t.replay_capacity < total_frames:
+        raise ConfigError(f"config key 'train.replay_capacity' ({t.replay_capacity}) must hold the whole run "
+                          f"({total_frames} actions): sequences cross episode ends, and would cross the write "
+                          "cursor of a wrapped-around storage")
+    replay = make_episode_replay(t.replay_capacity, t.batch_size, t.seq_len, traj_key="stream")  # across episodes
 
     exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
     exp.track(world_model=world_model, actor=actor, ac_loss=ac_loss, optimizer=optimizer, slow_critic=slow_critic,
@@ -144,7 +148,9 @@ def train(cfg: DictConfig) -> dict:
     wm = ac = None
     try:
         for batch in exp.iterate(collector):
-            replay.extend(batch.exclude(*policy.recomputed_keys).reshape(-1))
+            steps = batch.exclude(*policy.recomputed_keys).reshape(-1)
+            steps.set("stream", torch.zeros(steps.shape, dtype=torch.long, device=steps.device))  # one env: one stream
+            replay.extend(steps)
             if exp.counters["frames"] < t.prefill:
                 continue
             for _ in range(ratio(exp.counters["frames"])):

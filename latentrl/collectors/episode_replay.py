@@ -15,11 +15,18 @@ from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 __all__ = ["make_episode_replay", "sample_sequences"]
 
 
-def make_episode_replay(capacity: int, batch_size: int, seq_len: int, *, device="cpu") -> TensorDictReplayBuffer:
+def make_episode_replay(capacity: int, batch_size: int, seq_len: int, *, device="cpu",
+                        traj_key=("collector", "traj_ids")) -> TensorDictReplayBuffer:
     """A buffer of ``capacity`` steps sampling ``batch_size`` slices of ``seq_len`` steps.
 
-    Slices never cross an episode (``strict_length``: shorter episodes are
-    not sampled). Extend it with collector batches flattened to ``[N]``.
+    Slices never cross a change of ``traj_key`` (``strict_length``: shorter
+    runs are not sampled). With the default, the collector's trajectory ids,
+    a slice stays inside one episode (PlaNet, DreamerV2). DreamerV3's replay
+    samples chunks across episode ends (``is_init`` marks the resets): give
+    every step of one env's stream the same id under ``traj_key`` (e.g. a
+    constant ``"stream"`` for one env). Such a slice could cross the write
+    cursor once the storage wraps around; keep ``capacity`` at or above the
+    steps a run stores. Extend it with collector batches flattened to ``[N]``.
     """
     if batch_size < 1 or seq_len < 1 or capacity < seq_len:
         raise ValueError(
@@ -28,7 +35,7 @@ def make_episode_replay(capacity: int, batch_size: int, seq_len: int, *, device=
         )
     return TensorDictReplayBuffer(
         storage=LazyTensorStorage(int(capacity), device=device),
-        sampler=SliceSampler(slice_len=int(seq_len), traj_key=("collector", "traj_ids"), strict_length=True),
+        sampler=SliceSampler(slice_len=int(seq_len), traj_key=traj_key, strict_length=True),
         batch_size=int(batch_size) * int(seq_len),
     )
 

@@ -72,3 +72,20 @@ def test_capacity_equal_to_seq_len_is_accepted():
     rb.extend(trajectories({7: SEQ}))
     out = sample_sequences(rb, SEQ)
     assert out.batch_size == (1, SEQ) and out["t"].tolist() == [list(range(SEQ))]
+
+
+def test_a_stream_key_samples_consecutive_slices_across_episode_ends():
+    """DreamerV3's replay: one env's steps share a stream id, so slices run through episode ends."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    rb = make_episode_replay(capacity=200, batch_size=BATCH, seq_len=SEQ, traj_key="stream")
+    data = trajectories({0: 4, 1: 3, 2: 7, 3: 6})  # every episode shorter than a slice
+    data.set("stream", torch.zeros(20, dtype=torch.long))
+    data.set("index", torch.arange(20))
+    rb.extend(data)
+    crossed = 0
+    for _ in range(30):
+        batch = sample_sequences(rb, SEQ)
+        assert (batch["index"].diff(dim=1) == 1).all(), "a slice is not consecutive in storage"
+        crossed += int((batch["collector", "traj_ids"].diff(dim=1) != 0).any(-1).sum())
+    assert crossed > 0
