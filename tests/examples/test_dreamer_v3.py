@@ -69,3 +69,14 @@ def test_config_errors_name_the_key(dreamer_v3, tmp_path):
         dreamer_v3.train(_cfg(tmp_path, train={"prefill": 8}))
     with pytest.raises(ConfigError, match="'loss.slow_decay'.*\\[0, 1\\)"):
         dreamer_v3.train(_cfg(tmp_path, loss={"slow_decay": 1.0}))
+
+
+def test_paper_preset_is_the_paper_s_dmc_protocol(dreamer_v3, tmp_path):
+    base = example_config("dreamer_v3", {})
+    preset = OmegaConf.load(ROOT / "examples" / "dreamer_v3" / "paper.yaml")
+    assert list(preset.defaults) == ["config", "_self_"]  # Hydra composes it over config.yaml
+    paper = OmegaConf.merge(base, {k: v for k, v in preset.items() if k != "defaults"})
+    assert (paper.model.size, paper.env.action_repeat, paper.train.train_ratio) == ("size12m", 2, 512)
+    assert paper.env.name.startswith("dmc:")
+    differing = {k for k in ("model", "env", "train", "loss", "optim") for kk in base[k] if base[k][kk] != paper[k][kk]}
+    assert differing == {"model", "env", "train"}  # the losses and the optimizer are the current recipe's
