@@ -134,5 +134,6 @@ def test_dreamer_v3_update_benchmark_prints_json():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout[out.stdout.index("{") :])
-    assert result["threads"] == 1 and result["seconds_per_update"] > 0
+    assert result["threads"] == 1 and result["seconds_per_update"] > 0 and result["torchrl_seconds_per_update"] > 0
     assert set(result["phases_seconds"]) == {"world_model_forward", "actor_critic_forward", "backward_and_step"}
+    assert result["ratio_ours_over_torchrl"] == result["seconds_per_update"] / result["torchrl_seconds_per_update"]
