@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-torchrl", action="store_true", help="time ours only")
+    parser.add_argument("--compile", action="store_true", help="also time ours with RSSMV3.compile_core()")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -184,6 +185,24 @@ def main() -> None:
                 phases[key] += dt / args.repeats
         return t3 - t0
 
+    compiled = None
+    if args.compile:
+        c_model_loss, c_ac_loss, c_optimizer = build(args.size, obs_dim, actions)
+        c_model_loss.world_model.rssm.compile_core()
+
+        def compiled(timed: bool) -> float:
+            d = data.clone()
+            t0 = time.perf_counter()
+            loss = sum(v for out in (c_model_loss(d), c_ac_loss(d)) for k, v in out.items() if k.startswith("loss_"))
+            c_optimizer.zero_grad()
+            loss.backward()
+            c_optimizer.step()
+            return time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        compiled(False)
+        compile_seconds = time.perf_counter() - t0
+
     theirs = None
     if not args.no_torchrl:
         trl_loss, trl_opt = build_torchrl(args.size, obs_dim, actions)
@@ -200,19 +219,28 @@ def main() -> None:
     ours(False)  # warm-up
     if theirs is not None:
         theirs(False)
-    times = {"ours": [], "torchrl": []}
-    for _ in range(args.repeats):  # alternating, so both see the same machine load
+    times = {"ours": [], "torchrl": [], "compiled": []}
+    for _ in range(args.repeats):  # alternating, so all see the same machine load
         times["ours"].append(ours(True))
         if theirs is not None:
             times["torchrl"].append(theirs(True))
+        if compiled is not None:
+            times["compiled"].append(compiled(True))
     result = {
         "size": args.size, "batch": args.batch, "seq_len": args.seq_len, "threads": args.threads,
         "imagination_starts": args.batch * args.seq_len, "horizon": ac_loss.horizon,
         "seconds_per_update": sum(times["ours"]) / args.repeats, "phases_seconds": phases,
     }
+    if compiled is not None:
+        result["compiled_seconds_per_update"] = sum(times["compiled"]) / args.repeats
+        result["compile_seconds"] = compile_seconds
+        result["ratio_compiled_over_eager"] = result["compiled_seconds_per_update"] / result["seconds_per_update"]
     if theirs is not None:
         result["torchrl_seconds_per_update"] = sum(times["torchrl"]) / args.repeats
         result["ratio_ours_over_torchrl"] = result["seconds_per_update"] / result["torchrl_seconds_per_update"]
+        if compiled is not None:
+            result["ratio_compiled_over_torchrl"] = (result["compiled_seconds_per_update"]
+                                                     / result["torchrl_seconds_per_update"])
     print(json.dumps(result, indent=2))
 
 

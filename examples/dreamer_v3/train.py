@@ -62,6 +62,7 @@ CONSTRAINTS = {
     "model.size": (lambda v: v in SIZES, f"one of {list(SIZES)}"),
     "model.num_vars": POSITIVE_INT,
     "model.blocks": POSITIVE_INT,
+    "model.compile": (lambda v: isinstance(v, bool), "true or false"),
     **{f"loss.{k}": NONNEGATIVE for k in ("dyn_scale", "rep_scale", "free_bits", "entropy_coef", "slow_reg",
                                           "replay_scale")},
     "loss.horizon": POSITIVE_INT,
@@ -114,6 +115,8 @@ def train(cfg: DictConfig) -> dict:
     units = SIZES[m.size]["units"]
     world_model = make_dreamer_v3_world_model(obs_shape, action_dim, size=m.size, num_vars=m.num_vars,
                                               blocks=m.blocks, observation_key=obs_key).to(device)
+    if m.compile:
+        world_model.rssm.compile_core()
     actor = make_dreamer_v3_actor(world_model.rssm, action_dim, discrete=discrete, units=units).to(device)
     critic = make_dreamer_v3_critic(world_model.rssm, units=units).to(device)
     policy = LatentPolicy(world_model.encoder, world_model.rssm, actor, observation_key=obs_key)

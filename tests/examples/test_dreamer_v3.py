@@ -80,3 +80,11 @@ def test_paper_preset_is_the_paper_s_dmc_protocol(dreamer_v3, tmp_path):
     assert paper.env.name.startswith("dmc:")
     differing = {k for k in ("model", "env", "train", "loss", "optim") for kk in base[k] if base[k][kk] != paper[k][kk]}
     assert differing == {"model", "env", "train"}  # the losses and the optimizer are the current recipe's
+
+
+@pytest.mark.slow
+def test_compiled_core_trains_with_the_same_schedule(dreamer_v3, tmp_path):
+    summary = dreamer_v3.train(_cfg(tmp_path, model={"compile": True}))
+    assert summary["frames"] == 384 and math.isfinite(summary["final_eval_return"])
+    step, updates = _scalars(tmp_path / "run")["train/updates.csv"].splitlines()[-1].split(",")
+    assert int(step) == 320 and float(updates) == 1 + (320 - 64) / 8
