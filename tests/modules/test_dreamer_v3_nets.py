@@ -83,3 +83,18 @@ def test_one_update_of_both_losses_trains_every_part():
     (ac["loss_actor"] + ac["loss_critic"] + ac["loss_critic_replay"]).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
     assert ac["value"].item() == 0.0  # zero-initialized critic
+
+
+def test_continuous_actor_trains_by_reinforce_through_both_losses():
+    torch.manual_seed(1)
+    wm = make_dreamer_v3_world_model([3], 1, size="size1m")
+    actor = make_dreamer_v3_actor(wm.rssm, 1, discrete=False, units=32)
+    critic = make_dreamer_v3_critic(wm.rssm, units=32)
+    loss = DreamerV3ActorCriticLoss(actor, critic, RSSMImagine(wm.rssm), wm.reward_model, wm.discount_model,
+                                    horizon=3, replay_scale=0.0)
+    h, s = wm.rssm.initial_state((5,))
+    out = loss(TensorDict({"deter": h + torch.randn_like(h), "stoch": s}, [5]))
+    out["loss_actor"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
+    assert all(p.grad is None for p in wm.parameters())  # REINFORCE: no path into the world model
+    assert torch.isfinite(out["entropy"])
