@@ -233,6 +233,27 @@ class RSSM(nn.Module):
         h_next, post = self.filter_step(h, s, a, embed)
         return h_next, self._stats(self.prior_net(h_next)), post
 
+    def _check_observe_inputs(self, embed: torch.Tensor, action: torch.Tensor,
+                              is_init: torch.Tensor | None) -> torch.Tensor | None:
+        """:meth:`observe`'s shape, dtype and size checks; returns ``is_init`` as ``[B, T]`` (or ``None``)."""
+        owner = f"{type(self).__name__}.observe"
+        if embed.ndim != 3 or action.ndim != 3 or embed.shape[:2] != action.shape[:2]:
+            raise ValueError(
+                f"{owner}: expected embed [B, T, E] and action [B, T, A], got {tuple(embed.shape)} and {tuple(action.shape)}"
+            )
+        check_tensors(owner, {"embed": embed, "action": action}, floating=("embed", "action"),
+                      finite=("embed", "action"))
+        for name, t, dim in (("embed", embed, self.embed_dim), ("action", action, self.action_dim)):
+            if t.shape[-1] != dim:
+                raise InputError(f"{owner}: `{name}` must have {dim} features (the RSSM's {name}_dim), "
+                                 f"got shape {tuple(t.shape)}")
+        if is_init is not None:
+            if is_init.shape[-1:] == (1,) and is_init.ndim == 3:
+                is_init = is_init.squeeze(-1)
+            if is_init.shape != embed.shape[:2]:
+                raise ValueError(f"{owner}: expected is_init [B, T, 1], got {tuple(is_init.shape)}")
+        return is_init
+
     # ------------------------------------------------------------- rollouts
     def observe(
         self,
@@ -266,22 +287,8 @@ class RSSM(nn.Module):
         layers (``MLP([s, a])``, ``MLP([h, e])``) are computed for all steps at
         once before the loop and the prior head once after it.
         """
-        if embed.ndim != 3 or action.ndim != 3 or embed.shape[:2] != action.shape[:2]:
-            raise ValueError(
-                f"RSSM.observe: expected embed [B, T, E] and action [B, T, A], got {tuple(embed.shape)} and {tuple(action.shape)}"
-            )
+        is_init = self._check_observe_inputs(embed, action, is_init)
         B, T = embed.shape[:2]
-        check_tensors("RSSM.observe", {"embed": embed, "action": action}, floating=("embed", "action"),
-                      finite=("embed", "action"))
-        for name, t, dim in (("embed", embed, self.embed_dim), ("action", action, self.action_dim)):
-            if t.shape[-1] != dim:
-                raise InputError(f"RSSM.observe: `{name}` must have {dim} features (the RSSM's {name}_dim), "
-                                 f"got shape {tuple(t.shape)}")
-        if is_init is not None:
-            if is_init.shape[-1:] == (1,) and is_init.ndim == 3:
-                is_init = is_init.squeeze(-1)
-            if is_init.shape != (B, T):
-                raise ValueError(f"RSSM.observe: expected is_init [B, T, 1], got {tuple(is_init.shape)}")
         h, s = self.initial_state((B,), device=embed.device, dtype=embed.dtype) if state is None else state
         a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
         prev_a = torch.cat([a0, action[:, :-1]], 1)  # a_{t-1} for every step t

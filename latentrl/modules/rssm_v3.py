@@ -36,7 +36,7 @@ from tensordict import TensorDict
 from torch import nn
 from torch.nn import functional as F
 
-from latentrl.checks import InputError, check_positive_int, check_range, check_tensors
+from latentrl.checks import InputError, check_positive_int, check_range
 
 from .rssm import RSSM
 
@@ -174,20 +174,8 @@ class RSSMV3(RSSM):
 
     def observe(self, embed, action, is_init=None, state=None, prev_action=None, sample=True) -> TensorDict:
         """Posterior rollout over ``[B, T]``, as :meth:`RSSM.observe` (same arguments and output)."""
-        if embed.ndim != 3 or action.ndim != 3 or embed.shape[:2] != action.shape[:2]:
-            raise ValueError(f"RSSMV3.observe: expected embed [B, T, E] and action [B, T, A], got "
-                             f"{tuple(embed.shape)} and {tuple(action.shape)}")
-        check_tensors("RSSMV3.observe", {"embed": embed, "action": action}, floating=("embed", "action"),
-                      finite=("embed", "action"))
-        for name, t, dim in (("embed", embed, self.embed_dim), ("action", action, self.action_dim)):
-            if t.shape[-1] != dim:
-                raise InputError(f"RSSMV3.observe: `{name}` must have {dim} features (the RSSM's {name}_dim), "
-                                 f"got shape {tuple(t.shape)}")
+        is_init = self._check_observe_inputs(embed, action, is_init)
         B, T = embed.shape[:2]
-        if is_init is not None:
-            is_init = is_init.reshape(B, T) if is_init.numel() == B * T else None
-            if is_init is None:
-                raise ValueError("RSSMV3.observe: expected is_init [B, T, 1]")
         h, s = self.initial_state((B,), device=embed.device, dtype=embed.dtype) if state is None else state
         a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
         prev_a = torch.cat([a0, action[:, :-1]], 1)
