@@ -292,7 +292,9 @@ class DreamerV3ActorCriticLoss(LossModule):
 
         loss_replay = torch.zeros((), device=value.device)
         if self.replay_scale > 0:
-            loss_replay = self.replay_scale * self._replay_value_loss(tensordict, target[:, 0].detach())
+            # z_0 of every imagined trajectory is a replayed state: its critic logits and slow value are the replay's
+            loss_replay = self.replay_scale * self._replay_value_loss(
+                tensordict, target[:, 0].detach(), value_logits[:, 0], slow[:, 0])
 
         traj.set(keys.lambda_target, target[..., None])
         traj.set(keys.weight, weight[..., None])
@@ -312,15 +314,14 @@ class DreamerV3ActorCriticLoss(LossModule):
         return TensorDict({"loss_actor": loss_actor, "loss_critic": loss_critic, "loss_critic_replay": loss_replay,
                            **out}, batch_size=[])
 
-    def _replay_value_loss(self, tensordict: TensorDictBase, start_return: torch.Tensor) -> torch.Tensor:
-        """The critic on the replayed states, towards :func:`replay_lambda_return` and the slow critic."""
+    def _replay_value_loss(self, tensordict: TensorDictBase, start_return: torch.Tensor, logits: torch.Tensor,
+                           slow: torch.Tensor) -> torch.Tensor:
+        """The critic on the replayed states (its ``logits`` and the slow critic's value there, flat ``[B·T]``),
+        towards :func:`replay_lambda_return` and the slow critic."""
         keys = self.tensor_keys
         B, T = tensordict.batch_size
-        states = tensordict.select(keys.deter, keys.stoch).detach()
-        logits = self._logits(self.value_network, self.value_network_params, states, keys.value_logits)
+        logits, slow = logits.reshape(B, T, -1), slow.reshape(B, T)
         with torch.no_grad():
-            slow = two_hot_decode(self._logits(self.value_network, self.target_value_network_params.detach(), states,
-                                               keys.value_logits), self.bins)
             flags = [tensordict.get(k).reshape(B, T) for k in (keys.replay_terminated, keys.replay_done)]
             reward = tensordict.get(keys.replay_reward).reshape(B, T).to(slow.dtype)
             ret = replay_lambda_return(reward, flags[0], flags[1], start_return.reshape(B, T),
