@@ -34,7 +34,6 @@ import warnings
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss
 
@@ -119,11 +118,9 @@ class GumbelSACLoss(SACLoss):
             "action": keys.action, "reward": ("next", keys.reward), "done": ("next", keys.done),
             "terminated": ("next", keys.terminated),
         })
-        actor_in = TensorDictModule(lambda *x: x, in_keys=self.actor_network.in_keys, out_keys=[])
-        q_in = TensorDictModule(lambda *x: x, in_keys=[k for k in self.qvalue_network.in_keys if k != keys.action],
-                                out_keys=[])
-        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": actor_in, "qvalue_network": q_in})
-        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": actor_in}, prefix=("next",))
+        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": self.actor_network,
+                                                            "qvalue_network": self.qvalue_network})
+        require_module_inputs("GumbelSACLoss", tensordict, {"actor_network": self.actor_network}, prefix=("next",))
         return super().forward(tensordict)
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
