@@ -11,7 +11,8 @@
 """
 from .actor_learner import BACKENDS, ActorLearner
 from .episode_replay import make_episode_replay, sample_sequences
-from .sequence_replay import SequenceCutter, SequenceReplayBuffer
+from .sequence_cutter import DEFAULT_STATE_KEYS, SequenceCutter
+from .sequence_replay import SequenceReplayBuffer
 from .state import (
     collector_state,
     load_collector_state,
@@ -26,6 +27,7 @@ __all__ = [
     "sample_sequences",
     "SequenceCutter",
     "SequenceReplayBuffer",
+    "DEFAULT_STATE_KEYS",
     "collector_state",
     "load_collector_state",
     "replay_buffer_state",

@@ -3,7 +3,7 @@
 Kapturowski et al. 2019, "Recurrent Experience Replay in Distributed
 Reinforcement Learning", Section 2 and 3 (hyper-parameters in Table 2).
 
-A replayed sequence (layout of :mod:`latentrl.collectors.sequence_replay`) is
+A replayed sequence (layout of :mod:`latentrl.collectors.sequence_cutter`) is
 ``[B, burn_in + m]``: ``burn_in`` steps that only warm up the LSTM, then ``m``
 training steps. For the online network *and* the target network:
 
