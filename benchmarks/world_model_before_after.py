@@ -37,6 +37,7 @@ from tensordict import TensorDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baseline import load_baseline  # noqa: E402
+from _flops import count_flops, gemm_gflops  # noqa: E402
 
 from latentrl.modules.actor_critic import make_dreamer_actor, make_dreamer_critic  # noqa: E402
 from latentrl.modules.distributions import sample_one_hot  # noqa: E402
@@ -185,41 +186,6 @@ def median_ms(fns: dict, repeats: int, warmup: int) -> dict:
             fns[name]()
             times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
-
-
-def count_flops(fn) -> int:
-    """FLOPs of the ops ``torch.utils.flop_counter`` knows (matmuls, convolutions), forward and backward.
-
-    Its ``FlopCounterMode`` tracks modules and trips over TensorDict parameters,
-    so this dispatch mode reads the same registry without module tracking.
-    """
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import flop_registry
-
-    class Counter(TorchDispatchMode):
-        total = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            packet = func._overloadpacket
-            if packet in flop_registry:
-                Counter.total += flop_registry[packet](*args, **kwargs,
-                                                       out_val=out)
-            return out
-
-    with Counter():
-        fn()
-    return Counter.total
-
-
-def gemm_gflops(n: int = 2048, repeats: int = 3) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def run(name: str, latent: str, B: int, T: int, starts: int, repeats: int, warmup: int) -> dict:

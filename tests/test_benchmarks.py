@@ -137,3 +137,4 @@ def test_dreamer_v3_update_benchmark_prints_json():
     assert result["threads"] == 1 and result["seconds_per_update"] > 0 and result["torchrl_seconds_per_update"] > 0
     assert set(result["phases_seconds"]) == {"world_model_forward", "actor_critic_forward", "backward_and_step"}
     assert result["ratio_ours_over_torchrl"] == result["seconds_per_update"] / result["torchrl_seconds_per_update"]
+    assert result["gflops_per_update"] > 0 and 0 < result["flop_efficiency"]
