@@ -4,8 +4,9 @@ the same size preset and batch, alternating in one process; JSON out.
     python benchmarks/dreamer_v3_update.py --size size1m --batch 16 --seq-len 64 --threads 1
 
 An update is the forward of every loss term, one backward of their sum and one ``DreamerV3Optimizer``
-step over all parameters, for both. ``flop_efficiency`` is the update's matmul FLOPs per second over this machine's float32
-GEMM rate (2048^3 ``mm``) measured in the same run. Same sizes: RSSM deter/hidden/32 x classes with TorchRL's block GRU
+step over all parameters, for both. ``flop_efficiency`` is the update's matmul FLOPs per second over
+this machine's float32 GEMM rate (2048^3 ``mm``) measured in the same run. Same sizes: RSSM
+deter/hidden/32 x classes with TorchRL's block GRU
 (``RSSMPriorV3(recurrent_model="block_gru", num_blocks=8, unimix=0.01)``), MLP widths ``units``
 (encoder 3 layers, decoder 3, reward 1, actor 3, critic 3; 255-bin two-hot reward and critic),
 imagination of 15 steps from all ``B x T`` states, replay value loss on. The architectures are not
@@ -231,14 +232,15 @@ def main() -> None:
             times["compiled"].append(compiled(True))
     flops = count_flops(lambda: ours(False))
     gemm = gemm_gflops()
+    seconds = sum(times["ours"]) / args.repeats
     result = {
         "size": args.size, "batch": args.batch, "seq_len": args.seq_len, "threads": args.threads,
         "imagination_starts": args.batch * args.seq_len, "horizon": ac_loss.horizon,
-        "seconds_per_update": sum(times["ours"]) / args.repeats, "phases_seconds": phases,
+        "seconds_per_update": seconds, "phases_seconds": phases,
         # matmul FLOPs of one update (forward + backward) over its time, as a share of this machine's
         # float32 GEMM rate measured here: how far the update is from the physical limit
         "gflops_per_update": flops / 1e9, "gemm_gflops_per_s": gemm,
-        "flop_efficiency": flops / 1e9 / (sum(times["ours"]) / args.repeats) / gemm,
+        "flop_efficiency": flops / 1e9 / seconds / gemm,
     }
     if compiled is not None:
         result["compiled_seconds_per_update"] = sum(times["compiled"]) / args.repeats
