@@ -6,6 +6,8 @@ update, TorchRL's resumable ``DreamerV3UpdateRatio``), each one step of one LaPr
 (TorchRL's ``DreamerV3Optimizer``) on the sum of the world-model loss (``dreamer_v3`` preset: symlog
 reconstruction, two-hot reward, continue, KL dyn/rep with free bits) and the actor-critic loss
 (imagination from every replayed posterior state, plus the replay value loss), then the slow critic's EMA.
+With the replay context (``train.replay_context: 1``, the code's) each replayed sequence starts from the
+posterior stored with the step before it, and the update writes its posteriors back (``ReplayContext``).
 
     python examples/dreamer_v3/train.py                                  # CartPole-v1, size1m
     python examples/dreamer_v3/train.py env.name=dmc:cartpole-balance    # dm_control, proprioceptive
@@ -13,9 +15,9 @@ reconstruction, two-hot reward, continue, KL dyn/rep with free bits) and the act
 
 Everything reusable comes from the package: ``make_dreamer_v3_world_model``, ``make_dreamer_v3_actor``,
 ``make_dreamer_v3_critic``, ``RSSMImagine`` and ``LatentPolicy`` (keyed modules), ``WorldModelLoss`` and
-``DreamerV3ActorCriticLoss`` (objectives), ``make_episode_replay`` (collectors), TorchRL's
+``DreamerV3ActorCriticLoss`` (objectives), ``make_episode_replay`` and ``ReplayContext`` (collectors), TorchRL's
 ``Collector``, ``DreamerV3Optimizer`` and ``DreamerV3UpdateRatio``, and the ``Experiment`` harness.
-Not yet: image observations, Atari, the replay context (stored posterior latents).
+Not yet: image observations, Atari.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector
 from torchrl.trainers.algorithms import DreamerV3Optimizer, DreamerV3UpdateRatio
 
-from latentrl.collectors import make_episode_replay, sample_sequences
+from latentrl.collectors import ReplayContext, make_episode_replay, sample_sequences
 from latentrl.envs import UnknownEnvironmentError, make_recurrent_env
 from latentrl.harness import (
     DEVICE,
@@ -70,6 +72,7 @@ CONSTRAINTS = {
     "loss.slow_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     **{f"optim.{k}": POSITIVE for k in ("lr", "agc", "eps")},
     "optim.warmup": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "train.replay_context": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: no replay context)"),
     "train.train_ratio": POSITIVE,
     **{f"train.{k}": POSITIVE_INT for k in ("total_env_steps", "prefill", "steps_per_batch", "batch_size", "seq_len",
                                             "replay_capacity")},
@@ -97,9 +100,10 @@ def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=Non
 def train(cfg: DictConfig) -> dict:
     check_config(cfg, OmegaConf.load(CONFIG_DIR / "config.yaml"), HARNESS_CHOICES, CONSTRAINTS)
     t, m, lo, o = cfg.train, cfg.model, cfg.loss, cfg.optim
-    if t.seq_len > t.prefill:
+    slice_len = t.seq_len + t.replay_context  # replayed steps per sequence: the context, then the trained ones
+    if slice_len > t.prefill:
         raise ConfigError(f"config key 'train.prefill' ({t.prefill}) must hold at least one sequence "
-                          f"('train.seq_len' = {t.seq_len})")
+                          f"('train.seq_len' + 'train.replay_context' = {slice_len})")
     device = torch.device(cfg.device)
     total_frames = t.total_env_steps // cfg.env.action_repeat  # actions
     episode = cfg.env.episode_steps // cfg.env.action_repeat
@@ -142,7 +146,10 @@ def train(cfg: DictConfig) -> dict:
         raise ConfigError(f"config key 'train.replay_capacity' ({t.replay_capacity}) must hold the whole run "
                           f"({total_frames} actions): sequences cross episode ends, and would cross the write "
                           "cursor of a wrapped-around storage")
-    replay = make_episode_replay(t.replay_capacity, t.batch_size, t.seq_len, traj_key="stream")  # across episodes
+    replay = make_episode_replay(t.replay_capacity, t.batch_size, slice_len, traj_key="stream")  # across episodes
+    context = ReplayContext(replay, t.seq_len, t.replay_context) if t.replay_context else None
+    # the replay context keeps the policy's posterior after each step (its carried state's "next" entries)
+    dropped = [k for k in policy.recomputed_keys if context is None or k not in context.entry_keys]
 
     exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
     exp.track(world_model=world_model, actor=actor, ac_loss=ac_loss, optimizer=optimizer, slow_critic=slow_critic,
@@ -151,13 +158,13 @@ def train(cfg: DictConfig) -> dict:
     wm = ac = None
     try:
         for batch in exp.iterate(collector):
-            steps = batch.exclude(*policy.recomputed_keys).reshape(-1)
+            steps = batch.exclude(*dropped).reshape(-1)
             steps.set("stream", torch.zeros(steps.shape, dtype=torch.long, device=steps.device))  # one env: one stream
             replay.extend(steps)
             if exp.counters["frames"] < t.prefill:
                 continue
             for _ in range(ratio(exp.counters["frames"])):
-                data = sample_sequences(replay, t.seq_len).to(device)
+                data = (context.sample() if context else sample_sequences(replay, t.seq_len)).to(device)
                 wm = model_loss(data)  # also writes the posterior states "deter", "stoch" into data
                 ac = ac_loss(data)
                 terms = {**{k: v for k, v in wm.items() if k.startswith("loss_")},
@@ -167,6 +174,8 @@ def train(cfg: DictConfig) -> dict:
                 sum(terms.values()).backward()
                 optimizer.step()
                 slow_critic.step()
+                if context:
+                    context.write_back(data)
             if wm is not None and exp.counters["iterations"] % 20 == 0:
                 exp.log({
                     **{f"train/{k}": v for k, v in wm.items()},

@@ -90,13 +90,21 @@ class RSSMObserve(TensorDictModuleBase):
     Reads ``embed_key [*B, T, E]``, ``action_key [*B, T, A]`` and (if present)
     ``is_init_key [*B, T, 1]``; writes ``deter_key``, ``stoch_key`` and the
     stats under ``prior_key`` and ``posterior_key`` (``mean``/``std`` or ``logits``).
+
+    Each sequence starts from the zero state, or, if the batch has
+    ``context_key`` (DreamerV3's replay context, see
+    :class:`~latentrl.collectors.ReplayContext`), from the state carried into
+    its first step: ``(context_key, "deter") [*B, T, D]``, ``(context_key,
+    "stoch")`` and ``(context_key, "action")``, of which only step 0 is read
+    (an ``is_init`` at step 0 still resets it).
     """
 
     def __init__(self, rssm: RSSM, *, embed_key: NestedKey = "embed", action_key: NestedKey = "action",
                  is_init_key: NestedKey = "is_init", deter_key: NestedKey = "deter", stoch_key: NestedKey = "stoch",
-                 prior_key: NestedKey = "prior", posterior_key: NestedKey = "post", sample: bool = True):
+                 prior_key: NestedKey = "prior", posterior_key: NestedKey = "post", context_key: NestedKey = "context",
+                 sample: bool = True):
         super().__init__()
-        self.rssm, self.sample = rssm, bool(sample)
+        self.rssm, self.sample, self.context_key = rssm, bool(sample), context_key
         self.embed_key, self.action_key, self.is_init_key = embed_key, action_key, is_init_key
         self.deter_key, self.stoch_key, self.prior_key, self.posterior_key = deter_key, stoch_key, prior_key, posterior_key
         stats = ("mean", "std") if rssm.latent == "gaussian" else ("logits",)
@@ -109,8 +117,18 @@ class RSSMObserve(TensorDictModuleBase):
         shape = tensordict.batch_size
         flat = tensordict.reshape(-1, shape[-1])
         embed = flat.get(self.embed_key)
+        state = prev_action = None
+        context = flat.get(self.context_key, None)
+        if context is not None:
+            if not isinstance(context, TensorDictBase) or not {"deter", "stoch", "action"} <= set(context.keys()):
+                got = sorted(context.keys()) if isinstance(context, TensorDictBase) else type(context).__name__
+                raise KeyError(f"RSSMObserve: {self.context_key!r} (`context_key`) must be a TensorDict with 'deter', "
+                               f"'stoch' and 'action' (the state carried into each step), got {got}")
+            first = context[:, 0]
+            state = (first.get("deter").to(embed.dtype), first.get("stoch").to(embed.dtype))
+            prev_action = first.get("action").to(embed.dtype)
         out = self.rssm.observe(embed, flat.get(self.action_key).to(embed.dtype), flat.get(self.is_init_key, None),
-                                sample=self.sample).reshape(shape)
+                                state=state, prev_action=prev_action, sample=self.sample).reshape(shape)
         tensordict.set(self.deter_key, out["deter"])
         tensordict.set(self.stoch_key, out["stoch"])
         tensordict.set(self.prior_key, out["prior"])

@@ -139,7 +139,10 @@ class WorldModelLoss(LossModule):
     ``action`` and ``is_init``, so renaming one of them renames the model's
     input too (``make_world_model(observation_key=...)``); the model's output
     keys must match ``reco_observation`` ... ``stoch``. Without ``is_init`` a
-    sequence is read as one episode (a warning says so once).
+    sequence is read as one episode (a warning says so once). An optional
+    ``context`` (DreamerV3's replay context, :class:`~latentrl.collectors.ReplayContext`:
+    the stored state carried into each step) is handed on too, and the model's
+    :class:`~latentrl.modules.world_model.RSSMObserve` starts each sequence from it.
     """
 
     @dataclass
@@ -150,6 +153,7 @@ class WorldModelLoss(LossModule):
         reward: NestedKey = ("next", "reward")
         terminated: NestedKey = ("next", "terminated")
         is_init: NestedKey = "is_init"
+        context: NestedKey = "context"
         reco_observation: NestedKey = "reco_observation"
         predicted_reward: NestedKey = "predicted_reward"
         reward_logits: NestedKey = "reward_logits"
@@ -291,6 +295,9 @@ class WorldModelLoss(LossModule):
         terminated = tensordict.get(keys.terminated).reshape(B, T).to(obs.dtype)
 
         seq = TensorDict({keys.observation: obs, keys.action: action, keys.is_init: is_init.unsqueeze(-1)}, [B, T + 1])
+        context = tensordict.get(keys.context, None)
+        if context is not None:  # only step 0 is read: the extra step repeats the last
+            seq.set(keys.context, torch.cat([context, context[:, -1:]], 1))
         seq = self.world_model(seq)
 
         event_dims = obs.ndim - 2

@@ -50,7 +50,8 @@ def test_trains_end_to_end_at_the_train_ratio(dreamer_v3, tmp_path):
 def test_resume_is_exact_with_the_ratio_remainder(dreamer_v3, tmp_path, mode):
     """Stopped (or killed) after a checkpoint, with episode ends, evaluations, checkpoints and updates after
     the resume point; the ratio scheduler's remainder, the return normalizer, the slow critic, the optimizer
-    and the replay are restored, so the logs are identical (no burst of owed updates either)."""
+    and the replay with its replay-context latents (written back by every update, read by the next) are
+    restored, so the logs are identical (no burst of owed updates either)."""
     from resume_check import check_resume
 
     cfg = OmegaConf.merge(_cfg(tmp_path), {"train": {"total_env_steps": 512}})
