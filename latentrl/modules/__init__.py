@@ -4,6 +4,8 @@
   the keyed steps :class:`RSSMObserve`, :class:`RSSMImagine`, :class:`RSSMPriorStep`,
   :class:`LatentPolicy` (acting by filtering) and :class:`CEMPlanner` (PlaNet's planner).
 * Dreamer's actor and critic: :func:`make_dreamer_actor`, :func:`make_dreamer_critic`.
+* DreamerV3: :class:`RSSMV3` and :func:`make_dreamer_v3_world_model` (today's code, size presets);
+  :class:`RSSMV3v1` and :func:`make_dreamer_v3_2023_world_model` (the 2023 release, preset ``v1_2023``).
 * Discrete latents: :class:`StraightThroughOneHotCategorical`, :class:`GumbelSoftmax`,
   :class:`UnimixOneHotCategorical`.
 * Recurrent agents: :func:`make_actor_critic` (RL-LSTM), :func:`make_recurrent_q_network`
@@ -22,6 +24,13 @@ from .distributions import (
     gumbel_noise,
     independent,
     sample_one_hot,
+)
+from .dreamer_v3_2023_nets import (
+    V1_SIZES,
+    make_dreamer_v3_2023_actor,
+    make_dreamer_v3_2023_critic,
+    make_dreamer_v3_2023_world_model,
+    v1_mlp,
 )
 from .dreamer_v3_nets import (
     SIZES,
@@ -47,6 +56,7 @@ from .q_networks import (
 from .recurrent import make_actor_critic, recurrent_primers
 from .rssm import RSSM
 from .rssm_v3 import RSSMV3, BlockLinear, trunc_normal_in_
+from .rssm_v3_2023 import RSSMV3v1, v1_linear, variance_scaling_
 from .world_model import (
     RSSMImagine,
     RSSMObserve,
@@ -84,6 +94,14 @@ __all__ = [
     "LatentInput",
     "BoundedNormalParams",
     "SIZES",
+    "RSSMV3v1",
+    "v1_linear",
+    "variance_scaling_",
+    "V1_SIZES",
+    "v1_mlp",
+    "make_dreamer_v3_2023_world_model",
+    "make_dreamer_v3_2023_actor",
+    "make_dreamer_v3_2023_critic",
     "make_dreamer_critic",
     "DreamerNormalParams",
     "DreamerTruncatedNormal",

@@ -12,7 +12,8 @@ asks the actor for ``a_t``.
 The state ``(h, s, a)`` travels with the env, TorchRL's way for recurrent
 policies (like ``LSTMModule``): it is read from ``state_keys`` and written
 to ``("next", key)``; :meth:`LatentPolicy.make_tensordict_primer` declares
-it to the env, and ``is_init`` resets it to zero. Whether the actor samples
+it to the env, and ``is_init`` resets it to the RSSM's ``initial_state`` (zero, or
+learned) and a zero action. Whether the actor samples
 or takes its mode follows TorchRL's exploration type (``RANDOM`` while
 collecting, ``DETERMINISTIC`` in evaluation).
 """
@@ -89,8 +90,8 @@ class LatentPolicy(TensorDictModuleBase):
         a = td.get(self.state_keys[2], torch.zeros(*batch, rssm.action_dim, device=obs.device, dtype=obs.dtype))
         is_init = td.get(self.is_init_key, None)
         if is_init is not None:
-            keep = (~is_init.reshape(*batch, 1).bool()).to(obs.dtype)
-            h, s, a = h * keep, s * keep, a * keep
+            keep = (~is_init.reshape(*batch, 1).bool()).to(obs.dtype)  # a reset restarts from the initial state
+            h, s, a = keep * h + (1.0 - keep) * h0, keep * s + (1.0 - keep) * s0, a * keep
         embed = self.encoder(TensorDict({self.observation_key: obs}, batch)).get("embed")
         h, post = rssm.filter_step(h, s, a.to(obs.dtype), embed)
         s = rssm.sample_state(post)

@@ -36,6 +36,17 @@ steps carry no loss, as the code's ``is_last`` steps.
 
 All features are stopped (``ac_grads: False``): no gradient reaches the world
 model, and the rollout runs without autograd.
+
+The 2023 release (preset ``v1_2023``) differs in four switches: ``bins="symlog"``
+(reward and critic bins uniform in symlog space, :mod:`latentrl.objectives.two_hot`),
+``continuation="mode"`` with ``discount=1 − 1/333`` (its continue head predicts
+``1 − terminal``; the returns and weights use ``γ·mode(c)``, ``w_t = γ^t Π_{1≤i≤t} c_i``,
+the start state counting as not terminal, ``first_cont``), ``replay_scale=0``,
+and ``actor_grad="backprop"`` for continuous actions (dynamics backpropagation:
+``−w_t ((R_t − v_t)/S + η H)``, the gradient flowing from the returns through the
+imagined rewards, values and states into the actions; the rollout then runs with
+autograd, on detached copies of the world model's and the critic's parameters, so
+this loss's gradient reaches the actor's parameters only).
 """
 from __future__ import annotations
 
@@ -46,20 +57,21 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.modules import PercentileValueNorm, SymExpTwoHot
-from torchrl.objectives import (
-    LossModule,
-    SoftUpdate,
-    two_hot_cross_entropy,
-    two_hot_decode,
-)
+from torchrl.modules import PercentileValueNorm
+from torchrl.objectives import LossModule, SoftUpdate
 from torchrl.objectives.utils import ValueEstimators
 
 from latentrl.checks import check_positive_int, check_range, check_tensors, require_keys
 
+from .two_hot import two_hot_bins, two_hot_loss, two_hot_value
 from .value.lambda_return import DreamerLambdaEstimator
 
 __all__ = ["DreamerV3ActorCriticLoss", "replay_lambda_return"]
+
+
+def _frozen(module: torch.nn.Module):
+    """A context in which ``module`` runs on detached copies of its parameters (no gradient reaches them)."""
+    return TensorDict.from_module(module).detach().to_module(module)
 
 
 def replay_lambda_return(reward: torch.Tensor, terminated: torch.Tensor, done: torch.Tensor, boot: torch.Tensor, *,
@@ -115,6 +127,12 @@ class DreamerV3ActorCriticLoss(LossModule):
         num_bins: two-hot bins of the reward and value heads (255).
         replay_scale: scale of the replay value loss (0.3; 0 turns it off and the replay keys are not read).
         replay_discount: its discount (``1 − 1/333``).
+        bins: ``"symexp"`` (today's code) or ``"symlog"`` (2023) two-hot bins of the reward and value heads.
+        continuation: ``"probability"`` (today's: ``σ(logit)``, its target carries the discount) or
+            ``"mode"`` (2023: ``1[logit > 0]``).
+        discount: γ applied on top of the continuation in the returns and weights (1.0; 2023: ``1 − 1/333``).
+        actor_grad: ``"reinforce"`` (today's, and 2023 for discrete actions) or ``"backprop"`` (2023,
+            continuous actions: dynamics backpropagation).
 
     Keys (``set_keys``): ``deter``, ``stoch`` (start states ``[*B, D]``), ``action``,
     ``reward_logits``, ``continue_logit``, ``value_logits``, the estimator's
@@ -171,6 +189,10 @@ class DreamerV3ActorCriticLoss(LossModule):
         num_bins: int = 255,
         replay_scale: float = 0.3,
         replay_discount: float = 1 - 1 / 333,
+        bins: str = "symexp",
+        continuation: str = "probability",
+        discount: float = 1.0,
+        actor_grad: str = "reinforce",
     ):
         super().__init__()
         owner = "DreamerV3ActorCriticLoss"
@@ -184,6 +206,12 @@ class DreamerV3ActorCriticLoss(LossModule):
         check_range(owner, "return_limit", return_limit, 0.0, lo_open=True)
         check_range(owner, "replay_scale", replay_scale, 0.0)
         check_range(owner, "replay_discount", replay_discount, 0.0, 1.0)
+        check_range(owner, "discount", discount, 0.0, 1.0, lo_open=True)
+        for name, value, accepted in (("continuation", continuation, ("probability", "mode")),
+                                      ("actor_grad", actor_grad, ("reinforce", "backprop"))):
+            if value not in accepted:
+                raise ValueError(f"{owner}: `{name}` must be one of {list(accepted)}, got {value!r}")
+        self.continuation, self.discount, self.actor_grad = continuation, float(discount), actor_grad
         self.replay_scale, self.replay_discount = float(replay_scale), float(replay_discount)
         low, high = (float(p) for p in return_percentiles)
         if not 0.0 <= low < high <= 100.0:
@@ -194,7 +222,8 @@ class DreamerV3ActorCriticLoss(LossModule):
         self.actor_network = actor_network
         self.imagination, self.reward_model, self.continue_model = imagination, reward_model, continue_model
         self.convert_to_functional(value_network, "value_network", create_target_params=True)
-        self.register_buffer("bins", SymExpTwoHot(int(num_bins)).bins.clone())
+        self.register_buffer("bins", two_hot_bins(int(num_bins), bins, owner=owner))
+        self.bins_space = bins
         self.return_norm = PercentileValueNorm(shape=1, quantiles=(low / 100.0, high / 100.0),
                                                rate=1.0 - float(return_decay), min_scale=float(return_limit))
         self.make_value_estimator()
@@ -233,7 +262,7 @@ class DreamerV3ActorCriticLoss(LossModule):
             return module(inputs).get(key)
 
     def imagine(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """``[N, H]`` imagined steps from the flattened start states, without autograd."""
+        """``[N, H]`` imagined steps from the flattened start states (without autograd, but for ``backprop``)."""
         keys = self.tensor_keys
         require_keys("DreamerV3ActorCriticLoss", tensordict, {"deter": keys.deter, "stoch": keys.stoch})
         if self.replay_scale > 0:
@@ -247,6 +276,9 @@ class DreamerV3ActorCriticLoss(LossModule):
                                                    "stoch": tensordict.get(keys.stoch)},
                       floating=("deter", "stoch"), finite=("deter", "stoch"))
         start = tensordict.select(keys.deter, keys.stoch).reshape(-1).detach()
+        if self.actor_grad == "backprop":  # with autograd, on a detached copy of the dynamics' parameters
+            with _frozen(self.imagination), set_exploration_type(ExplorationType.RANDOM):
+                return self.imagination.rollout(start, self.actor_network, self.horizon)
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
             return self.imagination.rollout(start, self.actor_network, self.horizon)
 
@@ -256,27 +288,39 @@ class DreamerV3ActorCriticLoss(LossModule):
         N, H = traj.batch_size
         last = traj.get("next")[:, -1:].select(keys.deter, keys.stoch)
         states = torch.cat([traj.select(keys.deter, keys.stoch), last], 1)  # z_0..z_H, [N, H + 1]
+        backprop, space = self.actor_grad == "backprop", self.bins_space
         with torch.no_grad():
-            reward = two_hot_decode(self._logits(self.reward_model, None, states, keys.reward_logits), self.bins)
-            cont = torch.sigmoid(self._logits(self.continue_model, None, states, keys.continue_logit)).squeeze(-1)
-            slow = two_hot_decode(self._logits(self.value_network, self.target_value_network_params.detach(), states,
-                                               keys.value_logits), self.bins)
-        value_logits = self._logits(self.value_network, self.value_network_params, states, keys.value_logits)
-        value = two_hot_decode(value_logits.detach(), self.bins)  # [N, H + 1]
+            logit = self._logits(self.continue_model, None, states, keys.continue_logit).squeeze(-1)
+            cont = torch.sigmoid(logit) if self.continuation == "probability" else (logit > 0).to(logit.dtype)
+            if self.continuation == "mode":
+                cont[:, 0] = 1.0  # the start is a replayed state, never terminal (the 2023 code's first_cont)
+            slow = two_hot_value(self._logits(self.value_network, self.target_value_network_params.detach(), states,
+                                              keys.value_logits), self.bins, space)
+        with torch.enable_grad() if backprop else torch.no_grad(), _frozen(self.reward_model):
+            reward = two_hot_value(self._logits(self.reward_model, None, states, keys.reward_logits), self.bins, space)
+        # the critic trains on the states without their gradient; the actor's objective (backprop) reads
+        # the critic's value at the differentiable states, with its parameters detached
+        value_logits = self._logits(self.value_network, self.value_network_params,
+                                    states.detach() if backprop else states, keys.value_logits)
+        value = two_hot_value(value_logits.detach(), self.bins, space)  # [N, H + 1]
+        if backprop:
+            value = two_hot_value(self._logits(self.value_network, self.value_network_params.detach(), states,
+                                               keys.value_logits), self.bins, space)
+        disc = self.discount * cont
 
         # R_t over t < H: rewards, continues and bootstrap values of z_{t+1}
         traj.set(("next", keys.reward), reward[:, 1:, None])
-        traj.set(("next", keys.discount), cont[:, 1:, None])
+        traj.set(("next", keys.discount), disc[:, 1:, None])
         traj.set(("next", keys.value), value[:, 1:, None])
         never = torch.zeros(N, H, 1, dtype=torch.bool, device=value.device)
         traj.set(("next", "done"), never)
         traj.set(("next", "terminated"), never)
         target = self.value_estimator.value_estimate(traj, next_value=value[:, 1:, None], time_dim=1)[..., 0]
-        weight = cont.cumprod(1)[:, :H]  # [N, H]
+        weight = disc.cumprod(1)[:, :H] / self.discount  # [N, H]
         if self.training:
-            self.return_norm.update(target.reshape(-1, 1))
+            self.return_norm.update(target.detach().reshape(-1, 1))
         scale = self.return_norm.scale()
-        advantage = (target - value[:, :H]) / scale
+        advantage = (target - value[:, :H]) / scale  # carries the dynamics' gradient only for backprop
 
         dist = self.actor_network.get_dist(traj.select(*self.actor_network.in_keys))
         action = traj.get(keys.action)
@@ -285,9 +329,11 @@ class DreamerV3ActorCriticLoss(LossModule):
         if log_prob.shape != (N, H) or entropy.shape != (N, H):
             raise RuntimeError(f"DreamerV3ActorCriticLoss: the actor's log_prob {tuple(log_prob.shape)} and entropy "
                                f"{tuple(entropy.shape)} must be [N, H] = {[N, H]} (one event per step)")
-        loss_actor = -(weight * (log_prob * advantage + self.entropy_coef * entropy)).mean()
-        critic = two_hot_cross_entropy(value_logits[:, :H], target, self.bins)
-        regularizer = two_hot_cross_entropy(value_logits[:, :H], slow[:, :H], self.bins)
+        objective = advantage if backprop else log_prob * advantage
+        loss_actor = -(weight * (objective + self.entropy_coef * entropy)).mean()
+        target, value, advantage = target.detach(), value.detach(), advantage.detach()
+        critic = two_hot_loss(value_logits[:, :H], target, self.bins, space)
+        regularizer = two_hot_loss(value_logits[:, :H], slow[:, :H], self.bins, space)
         loss_critic = (weight * (critic + self.slow_reg * regularizer)).mean()
 
         loss_replay = torch.zeros((), device=value.device)
@@ -327,6 +373,6 @@ class DreamerV3ActorCriticLoss(LossModule):
             ret = replay_lambda_return(reward, flags[0], flags[1], start_return.reshape(B, T),
                                        discount=self.replay_discount, lmbda=self.lmbda)
             weight = (~(flags[1].bool() & ~flags[0].bool())).to(slow.dtype)[:, :-1]  # no loss on truncations
-        loss = two_hot_cross_entropy(logits[:, :-1], ret[:, :-1], self.bins)
-        loss = loss + self.slow_reg * two_hot_cross_entropy(logits[:, :-1], slow[:, :-1], self.bins)
+        loss = two_hot_loss(logits[:, :-1], ret[:, :-1], self.bins, self.bins_space)
+        loss = loss + self.slow_reg * two_hot_loss(logits[:, :-1], slow[:, :-1], self.bins, self.bins_space)
         return (weight * loss).mean()

@@ -13,7 +13,8 @@ posterior (resetting at ``is_init``) and sums
   transition ``t -> t+1`` whose next state was observed (not across an
   ``is_init`` reset); DreamerV3 (``reward_loss="two_hot"``): the two-hot
   cross-entropy of the reward head's 255 symexp-bin logits (TorchRL's
-  ``two_hot_cross_entropy``);
+  ``two_hot_cross_entropy``); ``reward_loss="symlog_two_hot"``: the 2023 release's
+  255 bins uniform in symlog space (:mod:`latentrl.objectives.two_hot`);
 * ``loss_model_discount`` (with a discount head): binary cross-entropy of the
   Bernoulli discount predictor against ``discount * (1 - terminated)``
   (DreamerV2, Section 2: 0.995 inside an episode, 0 at termination;
@@ -58,14 +59,14 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch.nn import functional as F
-from torchrl.modules import SymExpTwoHot
 from torchrl.modules.functional import symlog
-from torchrl.objectives import LossModule, two_hot_cross_entropy, two_hot_decode
+from torchrl.objectives import LossModule
 
 from latentrl.checks import check_tensors, require_keys
 from latentrl.modules.distributions import StraightThroughOneHotCategorical
 
 from .functional import kl_balanced, kl_dyn_rep, kl_free_nats
+from .two_hot import two_hot_bins, two_hot_loss, two_hot_value
 
 __all__ = ["WorldModelLoss", "KL_PRESETS", "HEAD_LOSSES"]
 
@@ -83,7 +84,8 @@ HEAD_LOSSES = {
     "dreamer_v3": ("symlog_mse", "two_hot"),
 }
 RECO_LOSSES = ("gaussian", "mse", "symlog_mse")
-REWARD_LOSSES = ("gaussian", "two_hot")
+REWARD_LOSSES = ("gaussian", "two_hot", "symlog_two_hot")
+_TWO_HOT_SPACE = {"two_hot": "symexp", "symlog_two_hot": "symlog"}
 _PRESET_KEYS = {
     "planet": ("kl_scale", "free_nats"),
     "dreamer_v2": ("kl_scale", "free_nats", "kl_balance"),
@@ -124,8 +126,9 @@ class WorldModelLoss(LossModule):
             ``contdisc``, so the continue head's prediction is the imagination's discount).
         reco_loss: ``"gaussian"`` (PlaNet, DreamerV2), ``"mse"`` or ``"symlog_mse"`` (DreamerV3,
             images and vectors); default by preset (:data:`HEAD_LOSSES`).
-        reward_loss: ``"gaussian"`` (reads ``predicted_reward``) or ``"two_hot"`` (DreamerV3: reads
-            ``reward_logits`` over 255 symexp bins and writes the decoded ``predicted_reward``);
+        reward_loss: ``"gaussian"`` (reads ``predicted_reward``), ``"two_hot"`` (DreamerV3: reads
+            ``reward_logits`` over 255 symexp bins and writes the decoded ``predicted_reward``) or
+            ``"symlog_two_hot"`` (DreamerV3's 2023 release: 255 bins uniform in symlog space);
             default by preset.
         num_bins: two-hot bins (255).
         reco_scale, reward_scale, discount_scale: weights of the other terms.
@@ -215,8 +218,8 @@ class WorldModelLoss(LossModule):
         if reward_loss not in REWARD_LOSSES:
             raise ValueError(f"WorldModelLoss: `reward_loss` must be one of {list(REWARD_LOSSES)}, got {reward_loss!r}")
         self.reco_loss, self.reward_loss = reco_loss, reward_loss
-        if reward_loss == "two_hot":
-            self.register_buffer("bins", SymExpTwoHot(int(num_bins)).bins.clone())
+        if reward_loss in _TWO_HOT_SPACE:
+            self.register_buffer("bins", two_hot_bins(int(num_bins), _TWO_HOT_SPACE[reward_loss], owner="WorldModelLoss"))
         self.world_model = world_model
         self.kl = kl
         self.params = params
@@ -305,10 +308,11 @@ class WorldModelLoss(LossModule):
         # transition t -> t+1 is observed unless a reset starts at t+1
         valid = (~is_init[:, 1:]).to(obs.dtype)  # [B, T]
         count = valid.sum().clamp_min(1.0)
-        if self.reward_loss == "two_hot":
+        if self.reward_loss in _TWO_HOT_SPACE:
+            space = _TWO_HOT_SPACE[self.reward_loss]
             logits = seq.get(keys.reward_logits)
-            reward_nll = two_hot_cross_entropy(logits[:, 1:], reward[..., 0], self.bins)
-            seq.set(keys.predicted_reward, two_hot_decode(logits.detach(), self.bins).unsqueeze(-1))
+            reward_nll = two_hot_loss(logits[:, 1:], reward[..., 0], self.bins, space)
+            seq.set(keys.predicted_reward, two_hot_value(logits.detach(), self.bins, space).unsqueeze(-1))
         else:
             reward_nll = _gaussian_nll(seq.get(keys.predicted_reward)[:, 1:, 0], reward[..., 0], 0)
         reward_loss = (reward_nll * valid).sum() / count
