@@ -12,6 +12,12 @@ posterior stored with the step before it, and the update writes its posteriors b
     python examples/dreamer_v3/train.py                                  # CartPole-v1, size1m
     python examples/dreamer_v3/train.py env.name=dmc:cartpole-balance    # dm_control, proprioceptive
     python examples/dreamer_v3/train.py checkpoint.resume=<run dir>
+    python examples/dreamer_v3/train.py --config-name v1_2023            # the 2023 release's recipe
+
+Preset ``v1_2023`` (``model.arch: v1_2023``) swaps in the 2023 release's networks
+(``make_dreamer_v3_2023_world_model``: LayerNorm GRU, learned initial state), its symlog-space bins,
+continue mode times ``1 − 1/333``, dynamics backprop for continuous actions, and three Adam optimizers
+(one ``torch.optim.Adam`` with a parameter group each, clipped per group: ``optim.kind: adam``).
 
 Everything reusable comes from the package: ``make_dreamer_v3_world_model``, ``make_dreamer_v3_actor``,
 ``make_dreamer_v3_critic``, ``RSSMImagine`` and ``LatentPolicy`` (keyed modules), ``WorldModelLoss`` and
@@ -48,6 +54,9 @@ from latentrl.modules import (
     SIZES,
     LatentPolicy,
     RSSMImagine,
+    make_dreamer_v3_2023_actor,
+    make_dreamer_v3_2023_critic,
+    make_dreamer_v3_2023_world_model,
     make_dreamer_v3_actor,
     make_dreamer_v3_critic,
     make_dreamer_v3_world_model,
@@ -65,6 +74,15 @@ CONSTRAINTS = {
     "model.num_vars": POSITIVE_INT,
     "model.blocks": POSITIVE_INT,
     "model.compile": (lambda v: isinstance(v, bool), "true or false"),
+    "model.arch": (lambda v: v in ("code", "v1_2023"), "'code' (today's networks) or 'v1_2023' (the 2023 release's)"),
+    "loss.bins": (lambda v: v in ("symexp", "symlog"), "'symexp' or 'symlog'"),
+    "loss.continuation": (lambda v: v in ("probability", "mode"), "'probability' or 'mode'"),
+    "loss.actor_grad_cont": (lambda v: v in ("reinforce", "backprop"), "'reinforce' or 'backprop'"),
+    "loss.discount": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "loss.continue_target": UNIT_INTERVAL,
+    "optim.kind": (lambda v: v in ("laprop", "adam"), "'laprop' (one LaProp + AGC) or 'adam' (three, 2023)"),
+    **{f"optim.{k}": POSITIVE for k in ("model_lr", "actor_lr", "critic_lr", "model_eps", "ac_eps", "model_clip",
+                                        "ac_clip")},
     **{f"loss.{k}": NONNEGATIVE for k in ("dyn_scale", "rep_scale", "free_bits", "entropy_coef", "slow_reg",
                                           "replay_scale")},
     "loss.horizon": POSITIVE_INT,
@@ -97,6 +115,54 @@ def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=Non
         raise ConfigError(f"config key 'env.name': {err}") from err
 
 
+def make_networks(cfg: DictConfig, obs_shape, action_dim: int, discrete: bool):
+    """World model, actor and critic of today's code (``model.arch: code``, a size preset) or of the 2023
+    release (``v1_2023``: its ``dmc_proprio`` sizes)."""
+    m, obs_key = cfg.model, cfg.env.observation_key
+    if m.arch == "v1_2023":
+        if m.compile:
+            raise ConfigError("config key 'model.compile' applies to model.arch 'code' (the block GRU) only")
+        world_model = make_dreamer_v3_2023_world_model(obs_shape, action_dim, observation_key=obs_key)
+        return (world_model, make_dreamer_v3_2023_actor(world_model.rssm, action_dim, discrete=discrete),
+                make_dreamer_v3_2023_critic(world_model.rssm))
+    units = SIZES[m.size]["units"]
+    world_model = make_dreamer_v3_world_model(obs_shape, action_dim, size=m.size, num_vars=m.num_vars,
+                                              blocks=m.blocks, observation_key=obs_key)
+    if m.compile:
+        world_model.rssm.compile_core()
+    return (world_model, make_dreamer_v3_actor(world_model.rssm, action_dim, discrete=discrete, units=units),
+            make_dreamer_v3_critic(world_model.rssm, units=units))
+
+
+def make_optimizer(o: DictConfig, world_model, actor, ac_loss):
+    """``(optimizer, clip)``: today's one LaProp + AGC over everything (TorchRL's ``DreamerV3Optimizer``; ``clip``
+    does nothing), or the 2023 release's three Adam optimizers, as one ``torch.optim.Adam`` with a parameter
+    group each (model, actor, critic: their own lr and eps) and ``clip`` their global norms separately
+    (1000, 100, 100), before the step."""
+    critic = list(ac_loss.value_network_params.parameters())
+    if o.kind == "laprop":
+        params = [*world_model.parameters(), *actor.parameters(), *critic]
+        return DreamerV3Optimizer(params, lr=o.lr, agc=o.agc, eps=o.eps, warmup_steps=o.warmup), lambda: None
+    groups = [dict(params=list(world_model.parameters()), lr=o.model_lr, eps=o.model_eps, clip=o.model_clip),
+              dict(params=list(actor.parameters()), lr=o.actor_lr, eps=o.ac_eps, clip=o.ac_clip),
+              dict(params=critic, lr=o.critic_lr, eps=o.ac_eps, clip=o.ac_clip)]
+    optimizer = torch.optim.Adam(groups)
+
+    def clip():
+        for group in optimizer.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], group["clip"])
+
+    return optimizer, clip
+
+
+def updates_done(optimizer) -> int:
+    """Optimizer steps taken (LaProp keeps them per group, Adam per parameter)."""
+    if "step" in optimizer.param_groups[0]:
+        return int(optimizer.param_groups[0]["step"])
+    state = optimizer.state.get(optimizer.param_groups[0]["params"][0], {})
+    return int(state.get("step", 0))
+
+
 def train(cfg: DictConfig) -> dict:
     check_config(cfg, OmegaConf.load(CONFIG_DIR / "config.yaml"), HARNESS_CHOICES, CONSTRAINTS)
     t, m, lo, o = cfg.train, cfg.model, cfg.loss, cfg.optim
@@ -116,13 +182,7 @@ def train(cfg: DictConfig) -> dict:
                           f"{obs_key!r} has shape {list(obs_shape)}")
     discrete = action_spec.domain == "discrete"
     action_dim = action_spec.shape[-1]
-    units = SIZES[m.size]["units"]
-    world_model = make_dreamer_v3_world_model(obs_shape, action_dim, size=m.size, num_vars=m.num_vars,
-                                              blocks=m.blocks, observation_key=obs_key).to(device)
-    if m.compile:
-        world_model.rssm.compile_core()
-    actor = make_dreamer_v3_actor(world_model.rssm, action_dim, discrete=discrete, units=units).to(device)
-    critic = make_dreamer_v3_critic(world_model.rssm, units=units).to(device)
+    world_model, actor, critic = (net.to(device) for net in make_networks(cfg, obs_shape, action_dim, discrete))
     policy = LatentPolicy(world_model.encoder, world_model.rssm, actor, observation_key=obs_key)
     primer = policy.make_tensordict_primer()
     env = make_agent_env(cfg, 1, cfg.seed, True, primer)
@@ -131,16 +191,17 @@ def train(cfg: DictConfig) -> dict:
                           init_random_frames=t.prefill, device=device)
 
     model_loss = WorldModelLoss(world_model, "dreamer_v3", dyn_scale=lo.dyn_scale, rep_scale=lo.rep_scale,
-                                free_bits=lo.free_bits)
+                                free_bits=lo.free_bits, discount=lo.continue_target,
+                                reward_loss={"symexp": "two_hot", "symlog": "symlog_two_hot"}[lo.bins])
     model_loss.set_keys(observation=obs_key, next_observation=("next", obs_key), discount_logit="continue_logit")
     ac_loss = DreamerV3ActorCriticLoss(
         actor, critic, RSSMImagine(world_model.rssm), world_model.reward_model, world_model.discount_model,
         horizon=lo.horizon, lmbda=lo.lmbda, entropy_coef=lo.entropy_coef, slow_reg=lo.slow_reg,
-        slow_decay=lo.slow_decay, replay_scale=lo.replay_scale,
+        slow_decay=lo.slow_decay, replay_scale=lo.replay_scale, bins=lo.bins, continuation=lo.continuation,
+        discount=lo.discount, actor_grad="reinforce" if discrete else lo.actor_grad_cont,
     )
     slow_critic = ac_loss.make_target_updater()
-    params = [*world_model.parameters(), *actor.parameters(), *ac_loss.value_network_params.parameters()]
-    optimizer = DreamerV3Optimizer(params, lr=o.lr, agc=o.agc, eps=o.eps, warmup_steps=o.warmup)
+    optimizer, clip = make_optimizer(o, world_model, actor, ac_loss)
     ratio = DreamerV3UpdateRatio(t.train_ratio / (t.batch_size * t.seq_len))  # updates per action
     if t.replay_capacity < total_frames:
         raise ConfigError(f"config key 'train.replay_capacity' ({t.replay_capacity}) must hold the whole run "
@@ -171,7 +232,8 @@ def train(cfg: DictConfig) -> dict:
                          **{k: v for k, v in ac.items() if k.startswith("loss_")}}
                 exp.check_finite(terms)
                 optimizer.zero_grad()
-                sum(terms.values()).backward()
+                sum(terms.values()).backward()  # each part's gradient comes from its own loss only
+                clip()
                 optimizer.step()
                 slow_critic.step()
                 if context:
@@ -180,7 +242,7 @@ def train(cfg: DictConfig) -> dict:
                 exp.log({
                     **{f"train/{k}": v for k, v in wm.items()},
                     **{f"train/{k}": v for k, v in ac.items()},
-                    "train/updates": optimizer.param_groups[0]["step"],
+                    "train/updates": updates_done(optimizer),
                     "train/env_steps": exp.counters["frames"] * cfg.env.action_repeat,
                 })
         summary = exp.finish()

@@ -89,3 +89,41 @@ def test_compiled_core_trains_with_the_same_schedule(dreamer_v3, tmp_path):
     assert summary["frames"] == 384 and math.isfinite(summary["final_eval_return"])
     step, updates = _scalars(tmp_path / "run")["train/updates.csv"].splitlines()[-1].split(",")
     assert int(step) == 320 and float(updates) == 1 + (320 - 64) / 8
+
+
+def _v1_2023_cfg(tmp_path, name="run"):
+    """config.yaml with the v1_2023 preset on top (as Hydra composes it), then the small run."""
+    preset = OmegaConf.load(ROOT / "examples" / "dreamer_v3" / "v1_2023.yaml")
+    assert list(preset.defaults) == ["config", "_self_"]
+    cfg = OmegaConf.merge(example_config("dreamer_v3", {}), {k: v for k, v in preset.items() if k != "defaults"})
+    return OmegaConf.merge(cfg, SMALL, {"env": {"episode_steps": 120}, "run_dir": str(tmp_path / name)})
+
+
+def test_v1_2023_preset_is_the_2023_release_and_trains(dreamer_v3, tmp_path):
+    """The preset's keys are the 2023 release's (dmc_proprio) and it runs the 2023 networks, dynamics
+    backprop on dmc's continuous actions and the three Adam groups end to end."""
+    base = example_config("dreamer_v3", {})
+    v1 = _v1_2023_cfg(tmp_path)
+    assert (v1.model.arch, v1.loss.dyn_scale, v1.loss.bins, v1.loss.continuation, v1.loss.actor_grad_cont,
+            v1.optim.kind, v1.loss.replay_scale) == ("v1_2023", 0.5, "symlog", "mode", "backprop", "adam", 0.0)
+    assert v1.loss.continue_target == 1.0 and v1.loss.discount == pytest.approx(1 - 1 / 333)
+    assert base.loss.continue_target == pytest.approx(1 - 1 / 333) and base.loss.discount == 1.0
+    # 768 env steps = 384 actions at action repeat 2 (training logs every 20 collector batches of 16)
+    summary = dreamer_v3.train(OmegaConf.merge(v1, {"train": {"total_env_steps": 768}}))
+    assert summary["frames"] == 384 and math.isfinite(summary["final_eval_return"])
+    logs = _scalars(tmp_path / "run")
+    replay_loss = logs["train/loss_critic_replay.csv"].splitlines()
+    assert replay_loss and all(float(line.split(",")[1]) == 0.0 for line in replay_loss)  # no replay value loss
+    # updates: the first at 64 actions, then one per 8 (Adam counts its steps per parameter)
+    step, updates = logs["train/updates.csv"].splitlines()[-1].split(",")
+    assert float(updates) == 1 + (int(step) - 64) / 8
+
+
+@pytest.mark.slow
+def test_v1_2023_resume_is_exact(dreamer_v3, tmp_path):
+    """A stopped v1_2023 run resumes to the same logs (the three Adam groups' state included)."""
+    from resume_check import check_resume
+
+    cfg = OmegaConf.merge(_v1_2023_cfg(tmp_path), {"train": {"total_env_steps": 768}})  # 384 actions
+    check_resume(dreamer_v3.train, cfg, tmp_path, stop_at=128, script=ROOT / "examples" / "dreamer_v3" / "train.py",
+                 mode="stop", after={"eval/return.csv": 2, "train/updates.csv": 1})
