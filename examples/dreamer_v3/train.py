@@ -11,6 +11,8 @@ posterior stored with the step before it, and the update writes its posteriors b
 
     python examples/dreamer_v3/train.py                                  # CartPole-v1, size1m
     python examples/dreamer_v3/train.py env.name=dmc:cartpole-balance    # dm_control, proprioceptive
+    python examples/dreamer_v3/train.py env.name=dmc:cartpole-balance env.pixels=true   # 64 x 64 pixels
+    python examples/dreamer_v3/train.py env.name=atari:Pong env.action_repeat=4 train.train_ratio=32
     python examples/dreamer_v3/train.py checkpoint.resume=<run dir>
     python examples/dreamer_v3/train.py --config-name v1_2023            # the 2023 release's recipe
 
@@ -23,7 +25,6 @@ Everything reusable comes from the package: ``make_dreamer_v3_world_model``, ``m
 ``make_dreamer_v3_critic``, ``RSSMImagine`` and ``LatentPolicy`` (keyed modules), ``WorldModelLoss`` and
 ``DreamerV3ActorCriticLoss`` (objectives), ``make_episode_replay`` and ``ReplayContext`` (collectors), TorchRL's
 ``Collector``, ``DreamerV3Optimizer`` and ``DreamerV3UpdateRatio``, and the ``Experiment`` harness.
-Not yet: image observations, Atari.
 """
 from __future__ import annotations
 
@@ -95,17 +96,35 @@ CONSTRAINTS = {
     **{f"train.{k}": POSITIVE_INT for k in ("total_env_steps", "prefill", "steps_per_batch", "batch_size", "seq_len",
                                             "replay_capacity")},
     "eval.episodes": POSITIVE_INT,
+    "logger.train_every": POSITIVE_INT,
 }
 
 
+def observation_key(cfg: DictConfig) -> str:
+    """``pixels`` for images (dmc with ``env.pixels``, Atari), else ``env.observation_key``."""
+    return "pixels" if cfg.env.pixels or cfg.env.name.startswith("atari:") else cfg.env.observation_key
+
+
 def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=None):
-    """A gymnasium or dm_control env with vector observations, ``is_init``, returns and the policy's state."""
+    """A gymnasium, dm_control (vector or pixels) or Atari env with ``is_init``, returns and the policy's state.
+
+    Atari as the code's ``atari`` task: 96 x 96 grayscale, action repeat 4 max-pooled, sticky actions 0.25,
+    the full action set, 30 no-op starts, raw rewards and no life-loss signal (the factory's ``train=False``
+    preprocessing, for training too), one frame (the RSSM is the memory)."""
     family = cfg.env.name.partition(":")[0] if ":" in cfg.env.name else "gym"
-    if family not in ("gym", "dmc"):
-        raise ConfigError(f"config key 'env.name' is {cfg.env.name!r}; DreamerV3 here takes a gymnasium id or "
-                          "'dmc:domain-task' (vector observations)")
-    options = dict(action_repeat=cfg.env.action_repeat) if family == "dmc" else {}
-    if family == "gym" and cfg.env.action_repeat != 1:
+    if family not in ("gym", "dmc", "atari"):
+        raise ConfigError(f"config key 'env.name' is {cfg.env.name!r}; DreamerV3 here takes a gymnasium id, "
+                          "'dmc:domain-task' or 'atari:Game'")
+    if cfg.env.pixels and family != "dmc":
+        raise ConfigError("config key 'env.pixels' applies to dmc tasks (Atari is always pixels)")
+    options = {}
+    if family == "dmc":
+        options = dict(action_repeat=cfg.env.action_repeat, pixels=bool(cfg.env.pixels), image_size=64)
+    elif family == "atari":
+        options = dict(frame_skip=cfg.env.action_repeat, screen_size=96, frame_stack=1, noop_max=30,
+                       repeat_action_probability=0.25, full_action_space=True)
+        train = False  # raw rewards, no end-of-life flag (the code's clip_reward: False, lives: unused)
+    elif cfg.env.action_repeat != 1:
         raise ConfigError("config key 'env.action_repeat' must be 1 for gymnasium tasks")
     try:
         return make_recurrent_env(cfg.env.name, num_envs=num_envs, seed=seed, train=train, primer=primer,
@@ -118,7 +137,7 @@ def make_agent_env(cfg: DictConfig, num_envs: int, seed, train: bool, primer=Non
 def make_networks(cfg: DictConfig, obs_shape, action_dim: int, discrete: bool):
     """World model, actor and critic of today's code (``model.arch: code``, a size preset) or of the 2023
     release (``v1_2023``: its ``dmc_proprio`` sizes)."""
-    m, obs_key = cfg.model, cfg.env.observation_key
+    m, obs_key = cfg.model, observation_key(cfg)
     if m.arch == "v1_2023":
         if m.compile:
             raise ConfigError("config key 'model.compile' applies to model.arch 'code' (the block GRU) only")
@@ -175,11 +194,14 @@ def train(cfg: DictConfig) -> dict:
     episode = cfg.env.episode_steps // cfg.env.action_repeat
     exp = Experiment(cfg, total_frames=total_frames)  # seeds everything: build after this
 
-    obs_key = cfg.env.observation_key
+    obs_key = observation_key(cfg)
     obs_shape, action_spec = observation_and_action_specs(make_agent_env(cfg, 1, None, True), obs_key, cfg.env.name)
-    if len(obs_shape) != 1:
-        raise ConfigError(f"config key 'env.observation_key': DreamerV3 here takes vector observations, "
+    if len(obs_shape) not in (1, 3):
+        raise ConfigError(f"config key 'env.observation_key': DreamerV3 takes vectors [D] or images [C, H, W], "
                           f"{obs_key!r} has shape {list(obs_shape)}")
+    images = len(obs_shape) == 3
+    if images and m.arch != "code":
+        raise ConfigError("config key 'model.arch': images need 'code' (the v1_2023 networks here are vector-only)")
     discrete = action_spec.domain == "discrete"
     action_dim = action_spec.shape[-1]
     world_model, actor, critic = (net.to(device) for net in make_networks(cfg, obs_shape, action_dim, discrete))
@@ -191,6 +213,7 @@ def train(cfg: DictConfig) -> dict:
                           init_random_frames=t.prefill, device=device)
 
     model_loss = WorldModelLoss(world_model, "dreamer_v3", dyn_scale=lo.dyn_scale, rep_scale=lo.rep_scale,
+                                reco_loss="mse" if images else "symlog_mse",
                                 free_bits=lo.free_bits, discount=lo.continue_target,
                                 reward_loss={"symexp": "two_hot", "symlog": "symlog_two_hot"}[lo.bins])
     model_loss.set_keys(observation=obs_key, next_observation=("next", obs_key), discount_logit="continue_logit")
@@ -211,6 +234,7 @@ def train(cfg: DictConfig) -> dict:
     context = ReplayContext(replay, t.seq_len, t.replay_context) if t.replay_context else None
     # the replay context keeps the policy's posterior after each step (its carried state's "next" entries)
     dropped = [k for k in policy.recomputed_keys if context is None or k not in context.entry_keys]
+    image_keys = [obs_key, ("next", obs_key)]
 
     exp.evaluator = lambda: evaluate(eval_env, policy, max_steps=episode, seed=cfg.seed + 10_000)
     exp.track(world_model=world_model, actor=actor, ac_loss=ac_loss, optimizer=optimizer, slow_critic=slow_critic,
@@ -220,12 +244,16 @@ def train(cfg: DictConfig) -> dict:
     try:
         for batch in exp.iterate(collector):
             steps = batch.exclude(*dropped).reshape(-1)
+            if images:  # stored as bytes (ToTensorImage's x / 255 is exact), 4x less memory
+                steps = steps.update({k: (steps.get(k) * 255).round().to(torch.uint8) for k in image_keys})
             steps.set("stream", torch.zeros(steps.shape, dtype=torch.long, device=steps.device))  # one env: one stream
             replay.extend(steps)
             if exp.counters["frames"] < t.prefill:
                 continue
             for _ in range(ratio(exp.counters["frames"])):
                 data = (context.sample() if context else sample_sequences(replay, t.seq_len)).to(device)
+                if images:
+                    data = data.update({k: data.get(k).float() / 255 for k in image_keys})
                 wm = model_loss(data)  # also writes the posterior states "deter", "stoch" into data
                 ac = ac_loss(data)
                 terms = {**{k: v for k, v in wm.items() if k.startswith("loss_")},
@@ -238,7 +266,7 @@ def train(cfg: DictConfig) -> dict:
                 slow_critic.step()
                 if context:
                     context.write_back(data)
-            if wm is not None and exp.counters["iterations"] % 20 == 0:
+            if wm is not None and exp.counters["iterations"] % cfg.logger.train_every == 0:
                 exp.log({
                     **{f"train/{k}": v for k, v in wm.items()},
                     **{f"train/{k}": v for k, v in ac.items()},

@@ -4,14 +4,17 @@ danijar/dreamerv3 ``configs.yaml``, ``rssm.py`` Encoder/Decoder, ``embodied/jax/
 Every MLP layer is ``Linear -> RMSNorm -> SiLU`` (``trunc_normal_in`` weights,
 zero biases); output layers are scaled by ``outscale`` (0 for the two-hot
 reward and value heads, so they predict exactly 0 at the start; 0.01 for the
-policy). Vector observations only (images: later):
+policy). Vector observations ``[D]`` or images ``[C, H, W]`` in [0, 1] (TorchRL's ``ToTensorImage``;
+:mod:`~latentrl.modules.dreamer_v3_cnn`):
 
 =====================  ==========================================  ===============================
 part                   the code                                    keys
 =====================  ==========================================  ===============================
-encoder                ``symlog``, 3 layers of ``units``           observation -> ``embed``
+encoder                ``symlog``, 3 layers of ``units``; images:  observation -> ``embed``
+                       the CNN, ``depth · (2, 3, 4, 4)``
 RSSM                   :class:`~latentrl.modules.rssm_v3.RSSMV3`    (:class:`RSSMObserve`)
-decoder                3 layers, ``symlog_mse`` output             -> ``reco_observation``
+decoder                3 layers, ``symlog_mse`` output; images:    -> ``reco_observation``
+                       the transposed CNN, sigmoid, ``mse``
 reward head            1 layer, 255-bin symexp two-hot, outscale 0 -> ``reward_logits``
 continue head          1 layer, Bernoulli logit                    -> ``continue_logit``
 actor                  3 layers; one-hot categorical with 1% unimix, or ``Normal(tanh(μ), (1 − 0.1) σ(s + 2) + 0.1)``
@@ -32,22 +35,23 @@ from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from .distributions import UnimixOneHotCategorical
+from .dreamer_v3_cnn import V3ImageDecoder, V3ImageEncoder
 from .rssm_v3 import RSSMV3, trunc_normal_in_
 from .world_model import RSSMObserve, Symlog, WorldModel
 
 __all__ = ["SIZES", "v3_mlp", "LatentInput", "BoundedNormalParams", "make_dreamer_v3_world_model",
            "make_dreamer_v3_actor", "make_dreamer_v3_critic"]
 
-#: size preset -> RSSM deter, hidden, classes and MLP units (32 categoricals, 8 blocks throughout)
+#: size preset -> RSSM deter, hidden, classes, MLP units and CNN depth (32 categoricals, 8 blocks throughout)
 SIZES = {
-    "size1m": dict(deter=512, hidden=64, classes=4, units=64),
-    "size12m": dict(deter=2048, hidden=256, classes=16, units=256),
-    "size25m": dict(deter=3072, hidden=384, classes=24, units=384),
-    "size50m": dict(deter=4096, hidden=512, classes=32, units=512),
-    "size100m": dict(deter=6144, hidden=768, classes=48, units=768),
-    "size200m": dict(deter=8192, hidden=1024, classes=64, units=1024),
-    "size400m": dict(deter=12288, hidden=1536, classes=96, units=1536),
-    "cpu": dict(deter=1024, hidden=128, classes=8, units=128),
+    "size1m": dict(deter=512, hidden=64, classes=4, units=64, depth=4),
+    "size12m": dict(deter=2048, hidden=256, classes=16, units=256, depth=16),
+    "size25m": dict(deter=3072, hidden=384, classes=24, units=384, depth=24),
+    "size50m": dict(deter=4096, hidden=512, classes=32, units=512, depth=32),
+    "size100m": dict(deter=6144, hidden=768, classes=48, units=768, depth=48),
+    "size200m": dict(deter=8192, hidden=1024, classes=64, units=1024, depth=64),
+    "size400m": dict(deter=12288, hidden=1536, classes=96, units=1536, depth=96),
+    "cpu": dict(deter=1024, hidden=128, classes=8, units=128, depth=8),
 }
 
 
@@ -106,19 +110,31 @@ def _size(size: str) -> dict:
 def make_dreamer_v3_world_model(observation_shape: Sequence[int], action_dim: int, *, size: str = "cpu",
                                 num_vars: int = 32, blocks: int = 8, reward_bins: int = 255,
                                 observation_key="observation") -> WorldModel:
-    """The world model for vector observations ``[D]`` at a size preset (see the module docstring)."""
+    """The world model for vector observations ``[D]`` or images ``[C, H, W]`` at a size preset (see the
+    module docstring; train an image model with ``WorldModelLoss(..., reco_loss="mse")``)."""
     shape = tuple(int(d) for d in observation_shape)
-    if len(shape) != 1:
-        raise ValueError(f"make_dreamer_v3_world_model: vector observations [D] only for now, got {list(shape)}")
+    if len(shape) not in (1, 3):
+        raise ValueError(f"make_dreamer_v3_world_model: observations must be vectors [D] or images [C, H, W], "
+                         f"got {list(shape)}")
     p = _size(size)
     units = p["units"]
-    encoder = TensorDictModule(nn.Sequential(Symlog(), v3_mlp(shape[0], None, units, 3)), in_keys=[observation_key],
-                               out_keys=["embed"])
-    rssm = RSSMV3(int(action_dim), units, deter_dim=p["deter"], hidden_dim=p["hidden"], num_vars=num_vars,
+    if len(shape) == 1:
+        enc_net = nn.Sequential(Symlog(), v3_mlp(shape[0], None, units, 3))
+        embed_dim = units
+    else:
+        enc_net = V3ImageEncoder(shape, depth=p["depth"])
+        embed_dim = enc_net.out_features
+    encoder = TensorDictModule(enc_net, in_keys=[observation_key], out_keys=["embed"])
+    rssm = RSSMV3(int(action_dim), embed_dim, deter_dim=p["deter"], hidden_dim=p["hidden"], num_vars=num_vars,
                   num_classes=p["classes"], blocks=blocks)
     feat = rssm.feature_dim
     latent = ["deter", "stoch"]
-    decoder = TensorDictModule(LatentInput(v3_mlp(feat, shape[0], units, 3)), latent, ["reco_observation"])
+    if len(shape) == 1:
+        dec_net = LatentInput(v3_mlp(feat, shape[0], units, 3))
+    else:
+        dec_net = V3ImageDecoder(shape, rssm.deter_dim, rssm.stoch_flat, depth=p["depth"], units=units,
+                                 blocks=blocks)
+    decoder = TensorDictModule(dec_net, latent, ["reco_observation"])
     reward = TensorDictModule(LatentInput(v3_mlp(feat, reward_bins, units, 1, outscale=0.0)), latent,
                               ["reward_logits"])
     cont = TensorDictModule(LatentInput(v3_mlp(feat, 1, units, 1)), latent, ["continue_logit"])
