@@ -32,6 +32,7 @@ from .dreamer_v3_2023_nets import (
     make_dreamer_v3_2023_world_model,
     v1_mlp,
 )
+from .dreamer_v3_cnn import ChannelRMSNorm, V3ImageDecoder, V3ImageEncoder
 from .dreamer_v3_nets import (
     SIZES,
     BoundedNormalParams,
@@ -95,6 +96,9 @@ __all__ = [
     "BoundedNormalParams",
     "SIZES",
     "RSSMV3v1",
+    "V3ImageEncoder",
+    "V3ImageDecoder",
+    "ChannelRMSNorm",
     "v1_linear",
     "variance_scaling_",
     "V1_SIZES",

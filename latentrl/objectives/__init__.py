@@ -40,6 +40,7 @@ from .value import (
     value_rescale,
     value_rescale_inverse,
 )
+from .two_hot import TWO_HOT_SPACES, two_hot_bins, two_hot_loss, two_hot_value
 from .world_model import HEAD_LOSSES, KL_PRESETS, WorldModelLoss
 
 __all__ = [
@@ -55,6 +56,10 @@ __all__ = [
     "DreamerActorCriticLoss",
     "DreamerV3ActorCriticLoss",
     "replay_lambda_return",
+    "TWO_HOT_SPACES",
+    "two_hot_bins",
+    "two_hot_loss",
+    "two_hot_value",
     "GumbelSACLoss",
     "categorical_entropy",
     "MovingAverageBaseline",

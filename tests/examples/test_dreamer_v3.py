@@ -64,8 +64,15 @@ def test_resume_is_exact_with_the_ratio_remainder(dreamer_v3, tmp_path, mode):
 def test_config_errors_name_the_key(dreamer_v3, tmp_path):
     with pytest.raises(ConfigError, match="'model.size'.*one of \\['size1m'"):
         dreamer_v3.train(_cfg(tmp_path, model={"size": "size3m"}))
-    with pytest.raises(ConfigError, match="'env.name'.*gymnasium id or 'dmc:domain-task'"):
-        dreamer_v3.train(_cfg(tmp_path, env={"name": "atari:Pong"}))
+    with pytest.raises(ConfigError, match="'env.name'.*gymnasium id, 'dmc:domain-task' or 'atari:Game'"):
+        dreamer_v3.train(_cfg(tmp_path, env={"name": "minigrid:MiniGrid-Empty-5x5-v0"}))
+    with pytest.raises(ConfigError, match="'env.pixels' applies to dmc"):
+        dreamer_v3.train(_cfg(tmp_path, env={"pixels": True}))
+    with pytest.raises(ConfigError, match="'model.arch': images need 'code'"):
+        dreamer_v3.train(_cfg(tmp_path, env={"name": "dmc:cartpole-balance", "pixels": True},
+                              model={"arch": "v1_2023"}))
+    with pytest.raises(ConfigError, match="'optim.kind'.*'laprop'.*'adam'"):
+        dreamer_v3.train(_cfg(tmp_path, optim={"kind": "sgd"}))
     with pytest.raises(ConfigError, match="'train.prefill' \\(8\\) must hold at least one sequence"):
         dreamer_v3.train(_cfg(tmp_path, train={"prefill": 8}))
     with pytest.raises(ConfigError, match="'loss.slow_decay'.*\\[0, 1\\)"):

@@ -32,9 +32,9 @@ def test_mlp_layers_are_linear_rmsnorm_silu_and_outscale_zero_is_exact_zero():
 
 
 def test_sizes_are_the_code_s_presets():
-    assert SIZES["size1m"] == dict(deter=512, hidden=64, classes=4, units=64)
-    assert SIZES["size12m"] == dict(deter=2048, hidden=256, classes=16, units=256)
-    assert SIZES["size200m"] == dict(deter=8192, hidden=1024, classes=64, units=1024)
+    assert SIZES["size1m"] == dict(deter=512, hidden=64, classes=4, units=64, depth=4)
+    assert SIZES["size12m"] == dict(deter=2048, hidden=256, classes=16, units=256, depth=16)
+    assert SIZES["size200m"] == dict(deter=8192, hidden=1024, classes=64, units=1024, depth=64)
     wm = make_dreamer_v3_world_model([5], 2, size="size1m")
     assert (wm.rssm.deter_dim, wm.rssm.hidden_dim, wm.rssm.num_vars, wm.rssm.num_classes) == (512, 64, 32, 4)
     with pytest.raises(ValueError, match="`size` must be one of"):
