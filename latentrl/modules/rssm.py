@@ -255,6 +255,27 @@ class RSSM(nn.Module):
         return is_init
 
     # ------------------------------------------------------------- rollouts
+    def _observe_start(self, embed, action, is_init, state, prev_action):
+        """:meth:`observe`'s checked inputs: the start ``(h, s)`` (:meth:`initial_state` unless ``state``),
+        the previous actions ``a_{t-1}`` ``[B, T, A]`` (zero at resets) and the per-step keep masks (or ``None``)."""
+        is_init = self._check_observe_inputs(embed, action, is_init)
+        h, s = self.initial_state((embed.shape[0],), device=embed.device, dtype=embed.dtype) if state is None else state
+        a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
+        prev_a = torch.cat([a0, action[:, :-1]], 1)
+        keeps = None
+        if is_init is not None:
+            keep = (~is_init.bool()).unsqueeze(-1).to(embed.dtype)
+            prev_a = prev_a * keep
+            keeps = keep.unbind(1)
+        return h, s, prev_a, keeps
+
+    def _categorical_rollout(self, deters: list, stochs: list, logits: list) -> TensorDict:
+        """The ``[B, T]`` output of a categorical :meth:`observe` from its per-step lists (prior after the loop)."""
+        deter = torch.stack(deters, 1)
+        return TensorDict({"deter": deter, "stoch": torch.stack(stochs, 1),
+                           "prior": self._stats(self.prior_net(deter)), "post": {"logits": torch.stack(logits, 1)}},
+                          batch_size=list(deter.shape[:2]))
+
     def observe(
         self,
         embed: torch.Tensor,

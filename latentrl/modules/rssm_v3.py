@@ -174,23 +174,14 @@ class RSSMV3(RSSM):
 
     def observe(self, embed, action, is_init=None, state=None, prev_action=None, sample=True) -> TensorDict:
         """Posterior rollout over ``[B, T]``, as :meth:`RSSM.observe` (same arguments and output)."""
-        is_init = self._check_observe_inputs(embed, action, is_init)
-        B, T = embed.shape[:2]
-        h, s = self.initial_state((B,), device=embed.device, dtype=embed.dtype) if state is None else state
-        a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
-        prev_a = torch.cat([a0, action[:, :-1]], 1)
-        keeps = None
-        if is_init is not None:
-            keep = (~is_init.bool()).unsqueeze(-1).to(embed.dtype)
-            prev_a = prev_a * keep
-            keeps = keep.unbind(1)
+        h, s, prev_a, keeps = self._observe_start(embed, action, is_init, state, prev_action)
         first, rest = self.post_net[0], self.post_net[1:]
         D = self.deter_dim
         e_parts = F.linear(embed, first.weight[:, D:], first.bias).unbind(1)  # the embedding's share, all T
         w_h = first.weight[:, :D]
         a_parts = prev_a.unbind(1)
         deters, stochs, logits = [], [], []
-        for t in range(T):
+        for t in range(embed.shape[1]):
             if keeps is not None:
                 h, s = h * keeps[t], s * keeps[t]
             h = self._deter_step(h, s, a_parts[t])
@@ -199,7 +190,4 @@ class RSSMV3(RSSM):
             deters.append(h)
             stochs.append(s)
             logits.append(post["logits"])
-        deter = torch.stack(deters, 1)
-        return TensorDict({"deter": deter, "stoch": torch.stack(stochs, 1),
-                           "prior": self._stats(self.prior_net(deter)), "post": {"logits": torch.stack(logits, 1)}},
-                          batch_size=[B, T])
+        return self._categorical_rollout(deters, stochs, logits)

@@ -116,19 +116,10 @@ class RSSMV3v1(RSSM):
 
     def observe(self, embed, action, is_init=None, state=None, prev_action=None, sample=True) -> TensorDict:
         """Posterior rollout over ``[B, T]``, as :meth:`RSSM.observe`; a reset restarts from the learned state."""
-        is_init = self._check_observe_inputs(embed, action, is_init)
-        B, T = embed.shape[:2]
-        h0, s0 = self.initial_state((B,), device=embed.device, dtype=embed.dtype)
-        h, s = (h0, s0) if state is None else state
-        a0 = torch.zeros_like(action[:, :1]) if prev_action is None else prev_action.unsqueeze(1)
-        prev_a = torch.cat([a0, action[:, :-1]], 1)
-        keeps = None
-        if is_init is not None:
-            keep = (~is_init.bool()).unsqueeze(-1).to(embed.dtype)
-            prev_a = prev_a * keep
-            keeps = keep.unbind(1)
+        h, s, prev_a, keeps = self._observe_start(embed, action, is_init, state, prev_action)
+        h0, s0 = self.initial_state((embed.shape[0],), device=embed.device, dtype=embed.dtype)
         deters, stochs, logits = [], [], []
-        for t in range(T):
+        for t in range(embed.shape[1]):
             if keeps is not None:
                 k = keeps[t]
                 h, s = k * h + (1.0 - k) * h0, k * s + (1.0 - k) * s0
@@ -138,7 +129,4 @@ class RSSMV3v1(RSSM):
             deters.append(h)
             stochs.append(s)
             logits.append(post["logits"])
-        deter = torch.stack(deters, 1)
-        return TensorDict({"deter": deter, "stoch": torch.stack(stochs, 1),
-                           "prior": self._stats(self.prior_net(deter)), "post": {"logits": torch.stack(logits, 1)}},
-                          batch_size=[B, T])
+        return self._categorical_rollout(deters, stochs, logits)

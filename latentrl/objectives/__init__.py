@@ -33,6 +33,7 @@ from .functional import (
 from .gumbel_sac import GumbelSACLoss, categorical_entropy
 from .impala import CORRECTIONS, IMPALALoss
 from .r2d2 import HardUpdateEvery, R2D2Loss, delta_q
+from .two_hot import TWO_HOT_SPACES, two_hot_bins, two_hot_loss, two_hot_value
 from .value import (
     DreamerLambdaEstimator,
     VTrace,
@@ -40,7 +41,6 @@ from .value import (
     value_rescale,
     value_rescale_inverse,
 )
-from .two_hot import TWO_HOT_SPACES, two_hot_bins, two_hot_loss, two_hot_value
 from .world_model import HEAD_LOSSES, KL_PRESETS, WorldModelLoss
 
 __all__ = [

@@ -5,7 +5,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latentrl.modules import ChannelRMSNorm, V3ImageDecoder, V3ImageEncoder, make_dreamer_v3_world_model
+from latentrl.modules import (
+    ChannelRMSNorm,
+    V3ImageDecoder,
+    V3ImageEncoder,
+    make_dreamer_v3_world_model,
+)
 
 
 def test_encoder_layout_and_output_size():

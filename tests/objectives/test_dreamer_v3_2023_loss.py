@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
-from test_dreamer_v3_loss import BINS, _states, build, starts
+from test_dreamer_v3_loss import BINS, build, starts, updates
 from torchrl.objectives import two_hot_encode
 
 from latentrl.modules import RSSMImagine, make_dreamer_actor
@@ -70,24 +70,14 @@ def test_matches_the_2023_imag_actor_critic_over_updates():
     loss, (_, actor, value, reward, cont) = build(**V1)
     lo = hi = 0.0
     saw_end = False
-    for update in range(3):
-        td = starts(seed=update)
-        out = loss(td)
-        traj, states = _states(td)
-        bins = loss.bins.double()
-        with torch.no_grad():
-            rew = two_hot_value(reward(states.clone())["reward_logits"].double(), bins, "symlog").numpy()
-            con = (cont(states.clone())["continue_logit"][..., 0] > 0).double().numpy()
-            con[:, 0] = 1.0  # first_cont = 1 − is_terminal of a replayed (never terminal) state
-            with loss.value_network_params.to_module(loss.value_network):
-                logits = loss.value_network(states.clone())["value_logits"].double()
-            with loss.target_value_network_params.to_module(loss.value_network):
-                slow_logits = loss.value_network(states.clone())["value_logits"].double()
-            val = two_hot_value(logits, bins, "symlog").numpy()
-            slowval = two_hot_value(slow_logits, bins, "symlog").numpy()
-            dist = actor.get_dist(traj.select("deter", "stoch"))
-            logpi = dist.log_prob(traj["action"]).double().numpy()
-            ent = dist.entropy().double().numpy()
+    for td, out, bins, heads in updates(loss, actor, reward, cont):
+        rew = two_hot_value(heads["reward_logits"], bins, "symlog").numpy()
+        con = (heads["continue_logit"] > 0).double().numpy()
+        con[:, 0] = 1.0  # first_cont = 1 − is_terminal of a replayed (never terminal) state
+        logits = heads["value_logits"]
+        val = two_hot_value(logits, bins, "symlog").numpy()
+        slowval = two_hot_value(heads["slow_logits"], bins, "symlog").numpy()
+        logpi, ent = heads["logpi"], heads["entropy"]
         saw_end |= bool((con == 0).any())
         weight = np.cumprod(GAMMA * con, 1) / GAMMA
         ret = _score(rew, con, val)

@@ -65,25 +65,40 @@ def _states(td):
     return traj, torch.cat([traj.select("deter", "stoch"), last], 1)
 
 
-def test_matches_the_official_imag_loss_over_updates():
-    loss, (_, actor, value, reward, cont) = build()
-    lo = hi = 0.0
-    for update in range(3):
+@torch.no_grad()
+def head_outputs(loss, actor, reward, cont, traj, states) -> dict:
+    """The heads on the imagined states ``[N, H + 1]`` (float64): reward and value logits (online and slow),
+    the continue logit, and the actor's log-probability and entropy of the imagined actions ``[N, H]``."""
+    out = {"reward_logits": reward(states.clone())["reward_logits"].double(),
+           "continue_logit": cont(states.clone())["continue_logit"].double()[..., 0]}
+    for key, params in (("value_logits", loss.value_network_params), ("slow_logits", loss.target_value_network_params)):
+        with params.to_module(loss.value_network):
+            out[key] = loss.value_network(states.clone())["value_logits"].double()
+    dist = actor.get_dist(traj.select("deter", "stoch"))
+    out["logpi"] = dist.log_prob(traj["action"]).double().numpy()
+    out["entropy"] = dist.entropy().double().numpy()
+    return out
+
+
+def updates(loss, actor, reward, cont, n: int = 3):
+    """``n`` calls of ``loss`` on fresh replayed states: yields the batch, the output, the bins (float64) and
+    :func:`head_outputs` on its imagination."""
+    for update in range(n):
         td = starts(seed=update)
         out = loss(td)
         traj, states = _states(td)
-        bins = loss.bins.double()
-        with torch.no_grad():
-            rew = two_hot_decode(reward(states.clone())["reward_logits"].double(), bins).numpy()
-            con = torch.sigmoid(cont(states.clone())["continue_logit"].double())[..., 0].numpy()
-            with loss.value_network_params.to_module(loss.value_network):
-                logits = loss.value_network(states.clone())["value_logits"].double()
-            with loss.target_value_network_params.to_module(loss.value_network):
-                slow_logits = loss.value_network(states.clone())["value_logits"].double()
-            val, slowval = two_hot_decode(logits, bins).numpy(), two_hot_decode(slow_logits, bins).numpy()
-            dist = actor.get_dist(traj.select("deter", "stoch"))
-            logpi = dist.log_prob(traj["action"]).double().numpy()
-            ent = dist.entropy().double().numpy()
+        yield td, out, loss.bins.double(), head_outputs(loss, actor, reward, cont, traj, states)
+
+
+def test_matches_the_official_imag_loss_over_updates():
+    loss, (_, actor, value, reward, cont) = build()
+    lo = hi = 0.0
+    for td, out, bins, heads in updates(loss, actor, reward, cont):
+        rew = two_hot_decode(heads["reward_logits"], bins).numpy()
+        con = torch.sigmoid(heads["continue_logit"]).numpy()
+        logits, slow_logits = heads["value_logits"], heads["slow_logits"]
+        val, slowval = two_hot_decode(logits, bins).numpy(), two_hot_decode(slow_logits, bins).numpy()
+        logpi, ent = heads["logpi"], heads["entropy"]
         weight = np.cumprod(1.0 * con, 1) / 1.0  # disc = 1 with contdisc
         ret = _official_lambda_return(np.zeros_like(con), 1 - con, rew, val, val, 1.0, 0.95)  # tarval = val
         lo = 0.99 * lo + 0.01 * np.percentile(ret, 5)
