@@ -96,4 +96,6 @@ class ReplayContext:
             self.entry_keys[0]: data.get(self.deter_key).detach().reshape(index.numel(), -1),
             self.entry_keys[1]: data.get(self.stoch_key).detach().reshape(index.numel(), -1),
         }, [index.numel()])
-        self.replay.storage.set(index, values, set_cursor=False)  # the write cursor (episode ends) stays
+        # the buffer's item assignment writes in place (storage.set, the writer's path, would count these rows
+        # as new ones: the length grows over never-written rows and the write cursor moves)
+        self.replay[index] = values

@@ -64,9 +64,9 @@ def test_write_back_replaces_only_the_trained_steps_latents_and_keeps_the_write_
     untouched = stream()[~hit]
     assert torch.equal(stored["next", "rssm_deter"][~hit], untouched["next", "rssm_deter"])
     assert torch.equal(stored["observation"], stream()["observation"])  # other keys are left alone
-    assert len(rc.replay) == N
+    assert len(rc.replay) == N  # storage.set (the writer's path) would have counted the rows as new ones
     # the buffer's write cursor (where the sampler ends the stream) did not move: new steps append after
-    # step N - 1, and slices stay consecutive inside the stored region (moving it produced NaN observations)
+    # step N - 1, and slices stay consecutive inside the written region (never-written rows were NaN)
     rc.replay.extend(stream(10).apply(lambda x: x + N if x.is_floating_point() else x))
     for _ in range(50):
         pos = rc.sample()["observation"][..., 0]
