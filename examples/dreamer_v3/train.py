@@ -200,8 +200,9 @@ def train(cfg: DictConfig) -> dict:
         raise ConfigError(f"config key 'env.observation_key': DreamerV3 takes vectors [D] or images [C, H, W], "
                           f"{obs_key!r} has shape {list(obs_shape)}")
     images = len(obs_shape) == 3
-    if images and m.arch != "code":
-        raise ConfigError("config key 'model.arch': images need 'code' (the v1_2023 networks here are vector-only)")
+    if images and m.arch == "v1_2023" and cfg.env.name.startswith("atari:"):
+        raise ConfigError("config key 'model.arch': 'v1_2023' takes vectors or dmc pixels here (its CNN halves "
+                          "64 x 64 images to 4 x 4; the Atari path renders 96 x 96)")
     discrete = action_spec.domain == "discrete"
     action_dim = action_spec.shape[-1]
     world_model, actor, critic = (net.to(device) for net in make_networks(cfg, obs_shape, action_dim, discrete))

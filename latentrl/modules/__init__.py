@@ -25,6 +25,7 @@ from .distributions import (
     independent,
     sample_one_hot,
 )
+from .dreamer_v3_2023_cnn import ChannelLayerNorm, V1ImageDecoder, V1ImageEncoder
 from .dreamer_v3_2023_nets import (
     V1_SIZES,
     make_dreamer_v3_2023_actor,
@@ -96,6 +97,9 @@ __all__ = [
     "BoundedNormalParams",
     "SIZES",
     "RSSMV3v1",
+    "V1ImageEncoder",
+    "V1ImageDecoder",
+    "ChannelLayerNorm",
     "V3ImageEncoder",
     "V3ImageDecoder",
     "ChannelRMSNorm",

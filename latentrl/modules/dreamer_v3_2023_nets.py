@@ -14,6 +14,7 @@ part                   the 2023 code                                          ke
 encoder                ``symlog``, 5 layers of 1024                           observation -> ``embed``
 RSSM                   :class:`~latentrl.modules.rssm_v3_2023.RSSMV3v1`       (:class:`RSSMObserve`)
 decoder                5 layers of 1024, ``symlog_mse``, outscale 1           -> ``reco_observation``
+images                 the stride-2 CNN, depth 32 (``dmc_vision``), ``mse``   (:mod:`.dreamer_v3_2023_cnn`)
 reward head            2 x 512, 255 bins uniform in symlog space, outscale 0  -> ``reward_logits``
 continue head          2 x 512, Bernoulli logit (target ``1 − terminal``)     -> ``continue_logit``
 actor                  2 x 512; one-hot with 1% unimix, or ``Normal(tanh(μ), 0.9 σ(s + 2) + 0.1)``, outscale 1
@@ -29,6 +30,7 @@ from torch import nn
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from .distributions import UnimixOneHotCategorical
+from .dreamer_v3_2023_cnn import V1ImageDecoder, V1ImageEncoder
 from .dreamer_v3_nets import BoundedNormalParams, LatentInput
 from .rssm_v3_2023 import RSSMV3v1, v1_linear, variance_scaling_
 from .world_model import RSSMObserve, Symlog, WorldModel
@@ -36,8 +38,8 @@ from .world_model import RSSMObserve, Symlog, WorldModel
 __all__ = ["V1_SIZES", "v1_mlp", "make_dreamer_v3_2023_world_model", "make_dreamer_v3_2023_actor",
            "make_dreamer_v3_2023_critic"]
 
-#: the 2023 code's ``dmc_proprio`` sizes: RSSM, heads/actor/critic, and the encoder/decoder MLPs
-V1_SIZES = dict(deter=512, hidden=512, classes=32, units=512, layers=2, mlp_units=1024, mlp_layers=5)
+#: the 2023 code's ``dmc_proprio``/``dmc_vision`` sizes: RSSM, heads/actor/critic, the encoder/decoder MLPs, CNN depth
+V1_SIZES = dict(deter=512, hidden=512, classes=32, units=512, layers=2, mlp_units=1024, mlp_layers=5, cnn_depth=32)
 
 
 def v1_mlp(in_features: int, out_features: int | None, units: int, layers: int, *, outscale: float = 1.0,
@@ -61,22 +63,29 @@ def v1_mlp(in_features: int, out_features: int | None, units: int, layers: int, 
 
 def make_dreamer_v3_2023_world_model(observation_shape: Sequence[int], action_dim: int, *, sizes: dict | None = None,
                                      reward_bins: int = 255, observation_key="observation") -> WorldModel:
-    """The 2023 world model for vector observations ``[D]`` (see the module docstring)."""
+    """The 2023 world model for vector observations ``[D]`` or images ``[C, H, W]`` in [0, 1]
+    (:mod:`~latentrl.modules.dreamer_v3_2023_cnn`; train it with ``reco_loss="mse"``)."""
     shape = tuple(int(d) for d in observation_shape)
-    if len(shape) != 1:
-        raise ValueError(f"make_dreamer_v3_2023_world_model: vector observations [D] only, got {list(shape)}")
+    if len(shape) not in (1, 3):
+        raise ValueError(f"make_dreamer_v3_2023_world_model: observations must be vectors [D] or images "
+                         f"[C, H, W], got {list(shape)}")
     p = {**V1_SIZES, **(sizes or {})}
     unknown = set(p) - set(V1_SIZES)
     if unknown:
         raise ValueError(f"make_dreamer_v3_2023_world_model: unknown `sizes` keys {sorted(unknown)}, "
                          f"it takes {sorted(V1_SIZES)}")
-    encoder = TensorDictModule(nn.Sequential(Symlog(), v1_mlp(shape[0], None, p["mlp_units"], p["mlp_layers"])),
-                               in_keys=[observation_key], out_keys=["embed"])
-    rssm = RSSMV3v1(int(action_dim), p["mlp_units"], deter_dim=p["deter"], hidden_dim=p["hidden"],
+    if len(shape) == 1:
+        enc_net, embed_dim = nn.Sequential(Symlog(), v1_mlp(shape[0], None, p["mlp_units"], p["mlp_layers"])), p["mlp_units"]
+    else:
+        enc_net = V1ImageEncoder(shape, p["cnn_depth"])
+        embed_dim = enc_net.out_features
+    encoder = TensorDictModule(enc_net, in_keys=[observation_key], out_keys=["embed"])
+    rssm = RSSMV3v1(int(action_dim), embed_dim, deter_dim=p["deter"], hidden_dim=p["hidden"],
                     num_classes=p["classes"])
     feat, latent = rssm.feature_dim, ["deter", "stoch"]
-    decoder = TensorDictModule(LatentInput(v1_mlp(feat, shape[0], p["mlp_units"], p["mlp_layers"])), latent,
-                               ["reco_observation"])
+    dec_net = (v1_mlp(feat, shape[0], p["mlp_units"], p["mlp_layers"]) if len(shape) == 1
+               else V1ImageDecoder(shape, feat, p["cnn_depth"]))
+    decoder = TensorDictModule(LatentInput(dec_net), latent, ["reco_observation"])
     reward = TensorDictModule(LatentInput(v1_mlp(feat, reward_bins, p["units"], p["layers"], outscale=0.0)), latent,
                               ["reward_logits"])
     cont = TensorDictModule(LatentInput(v1_mlp(feat, 1, p["units"], p["layers"])), latent, ["continue_logit"])

@@ -37,8 +37,10 @@ __all__ = ["RSSMV3v1", "variance_scaling_", "v1_linear"]
 
 
 def variance_scaling_(weight: torch.Tensor, dist: str = "normal", scale: float = 1.0) -> torch.Tensor:
-    """The 2023 code's ``Initializer(dist, scale, fan='avg')`` on a torch ``[out, in]`` weight."""
-    fan = (weight.shape[0] + weight.shape[1]) / 2.0
+    """The 2023 code's ``Initializer(dist, scale, fan='avg')`` on a torch ``[out, in]`` weight (or a conv's
+    ``[out, in, k, k]``: fans times the receptive field; the average is the same for a transposed conv)."""
+    receptive = math.prod(weight.shape[2:])
+    fan = (weight.shape[0] + weight.shape[1]) * receptive / 2.0
     with torch.no_grad():
         if scale == 0.0:
             return weight.zero_()

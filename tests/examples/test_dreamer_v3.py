@@ -68,9 +68,8 @@ def test_config_errors_name_the_key(dreamer_v3, tmp_path):
         dreamer_v3.train(_cfg(tmp_path, env={"name": "minigrid:MiniGrid-Empty-5x5-v0"}))
     with pytest.raises(ConfigError, match="'env.pixels' applies to dmc"):
         dreamer_v3.train(_cfg(tmp_path, env={"pixels": True}))
-    with pytest.raises(ConfigError, match="'model.arch': images need 'code'"):
-        dreamer_v3.train(_cfg(tmp_path, env={"name": "dmc:cartpole-balance", "pixels": True},
-                              model={"arch": "v1_2023"}))
+    with pytest.raises(ConfigError, match="'model.arch': 'v1_2023' takes vectors or dmc pixels"):
+        dreamer_v3.train(_cfg(tmp_path, env={"name": "atari:Pong", "action_repeat": 4}, model={"arch": "v1_2023"}))
     with pytest.raises(ConfigError, match="'optim.kind'.*'laprop'.*'adam'"):
         dreamer_v3.train(_cfg(tmp_path, optim={"kind": "sgd"}))
     with pytest.raises(ConfigError, match="'train.prefill' \\(8\\) must hold at least one sequence"):

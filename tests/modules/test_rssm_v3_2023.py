@@ -10,6 +10,9 @@ from torch.nn import functional as F
 
 from latentrl.modules import (
     V1_SIZES,
+    ChannelLayerNorm,
+    V1ImageDecoder,
+    V1ImageEncoder,
     LatentPolicy,
     RSSMV3v1,
     make_dreamer_v3_2023_actor,
@@ -119,3 +122,44 @@ def test_dmc_proprio_layout():
     assert V1_SIZES["mlp_layers"] == 5 and V1_SIZES["layers"] == 2
     with pytest.raises(ValueError, match="unknown `sizes` keys \\['deep'\\]"):
         make_dreamer_v3_2023_world_model([5], 2, sizes={"deep": 3})
+
+
+def test_image_encoder_and_decoder_are_the_2023_stride_cnn():
+    torch.manual_seed(0)
+    enc = V1ImageEncoder([3, 64, 64], depth=4)
+    convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride, c.bias) for c in convs] == \
+        [(d, (4, 4), (2, 2), None) for d in (4, 8, 16, 32)]
+    assert sum(isinstance(m, ChannelLayerNorm) for m in enc.modules()) == 4
+    x = torch.rand(2, 3, 3, 64, 64)
+    assert enc(x).shape == (2, 3, 32 * 16) and enc.out_features == 512
+    dec = V1ImageDecoder([3, 64, 64], 20, depth=4)
+    out = dec(torch.randn(2, 3, 20))
+    assert out.shape == (2, 3, 3, 64, 64)
+    tconvs = [m for m in dec.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [c.out_channels for c in tconvs] == [16, 8, 4, 3] and tconvs[-1].bias is not None
+    with torch.no_grad():  # no sigmoid: the output is the last layer plus 0.5
+        tconvs[-1].weight.zero_()
+        tconvs[-1].bias.zero_()
+    assert torch.equal(dec(torch.randn(4, 20)), torch.full((4, 3, 64, 64), 0.5))
+    with pytest.raises(ValueError, match="power-of-two side"):
+        V1ImageEncoder([1, 96, 96])
+
+
+def test_image_world_model_of_the_2023_release_trains():
+    from latentrl.objectives import WorldModelLoss
+
+    torch.manual_seed(0)
+    wm = make_dreamer_v3_2023_world_model([3, 64, 64], A, sizes=dict(deter=16, hidden=8, units=8, classes=4,
+                                                                    cnn_depth=4))
+    loss = WorldModelLoss(wm, "dreamer_v3", reco_loss="mse", reward_loss="symlog_two_hot", discount=1.0)
+    loss.set_keys(discount_logit="continue_logit")
+    B, T = 2, 3
+    flags = torch.zeros(B, T, 1, dtype=torch.bool)
+    batch = TensorDict({"observation": torch.rand(B, T, 3, 64, 64), "action": torch.randn(B, T, A),
+                        "is_init": flags.clone(), "next": {"observation": torch.rand(B, T, 3, 64, 64),
+                                                           "reward": torch.randn(B, T, 1), "terminated": flags}},
+                       [B, T])
+    out = loss(batch)
+    sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+    assert all(p.grad is not None for p in wm.parameters())
