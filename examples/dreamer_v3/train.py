@@ -87,6 +87,7 @@ CONSTRAINTS = {
     **{f"loss.{k}": NONNEGATIVE for k in ("dyn_scale", "rep_scale", "free_bits", "entropy_coef", "slow_reg",
                                           "replay_scale")},
     "loss.horizon": POSITIVE_INT,
+    "loss.imagine_last": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: every replayed state)"),
     "loss.lmbda": UNIT_INTERVAL,
     "loss.slow_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     **{f"optim.{k}": POSITIVE for k in ("lr", "agc", "eps")},
@@ -223,6 +224,7 @@ def train(cfg: DictConfig) -> dict:
         horizon=lo.horizon, lmbda=lo.lmbda, entropy_coef=lo.entropy_coef, slow_reg=lo.slow_reg,
         slow_decay=lo.slow_decay, replay_scale=lo.replay_scale, bins=lo.bins, continuation=lo.continuation,
         discount=lo.discount, actor_grad="reinforce" if discrete else lo.actor_grad_cont,
+        imagine_last=lo.imagine_last,
     )
     slow_critic = ac_loss.make_target_updater()
     optimizer, clip = make_optimizer(o, world_model, actor, ac_loss)

@@ -133,6 +133,10 @@ class DreamerV3ActorCriticLoss(LossModule):
         discount: γ applied on top of the continuation in the returns and weights (1.0; 2023: ``1 − 1/333``).
         actor_grad: ``"reinforce"`` (today's, and 2023 for discrete actions) or ``"backprop"`` (2023,
             continuous actions: dynamics backpropagation).
+        imagine_last: the code's ``imag_last``: imagine only from the last ``K`` replayed states of each
+            sequence ``[B, T]`` (and train the replay value loss on those steps); ``0`` (the code's
+            default): from every state. The ``imagination`` key is written only then (its batch is the
+            input's).
 
     Keys (``set_keys``): ``deter``, ``stoch`` (start states ``[*B, D]``), ``action``,
     ``reward_logits``, ``continue_logit``, ``value_logits``, the estimator's
@@ -193,6 +197,7 @@ class DreamerV3ActorCriticLoss(LossModule):
         continuation: str = "probability",
         discount: float = 1.0,
         actor_grad: str = "reinforce",
+        imagine_last: int = 0,
     ):
         super().__init__()
         owner = "DreamerV3ActorCriticLoss"
@@ -212,6 +217,9 @@ class DreamerV3ActorCriticLoss(LossModule):
             if value not in accepted:
                 raise ValueError(f"{owner}: `{name}` must be one of {list(accepted)}, got {value!r}")
         self.continuation, self.discount, self.actor_grad = continuation, float(discount), actor_grad
+        if isinstance(imagine_last, bool) or not isinstance(imagine_last, int) or imagine_last < 0:
+            raise ValueError(f"{owner}: `imagine_last` must be an integer >= 0 (0: every state), got {imagine_last!r}")
+        self.imagine_last = int(imagine_last)
         self.replay_scale, self.replay_discount = float(replay_scale), float(replay_discount)
         low, high = (float(p) for p in return_percentiles)
         if not 0.0 <= low < high <= 100.0:
@@ -284,6 +292,13 @@ class DreamerV3ActorCriticLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
+        full = tensordict
+        if self.imagine_last:
+            if tensordict.ndim != 2:
+                raise ValueError("DreamerV3ActorCriticLoss: `imagine_last` needs replayed sequences [B, T], got "
+                                 f"batch {list(tensordict.batch_size)}")
+            if self.imagine_last < tensordict.shape[1]:
+                tensordict = tensordict[:, -self.imagine_last:]
         traj = self.imagine(tensordict)  # [N, H]: z_t, a_t; z_{t+1} under "next"
         N, H = traj.batch_size
         last = traj.get("next")[:, -1:].select(keys.deter, keys.stoch)
@@ -345,7 +360,8 @@ class DreamerV3ActorCriticLoss(LossModule):
         traj.set(keys.lambda_target, target[..., None])
         traj.set(keys.weight, weight[..., None])
         traj.set(keys.value, value[:, :H, None])
-        tensordict.set(keys.imagination, traj.reshape(*tensordict.batch_size, H))
+        if tensordict is full:
+            tensordict.set(keys.imagination, traj.reshape(*tensordict.batch_size, H))
         with torch.no_grad():
             out = {
                 "entropy": entropy.mean(),

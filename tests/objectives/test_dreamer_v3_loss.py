@@ -244,3 +244,23 @@ def test_replay_value_loss_by_hand():
     assert out["loss_critic_replay"].item() == pytest.approx(0.3 * per_step.mean().item(), rel=1e-5)
     off = build(replay_scale=0.0)[0]
     assert off(starts().exclude(("next", "reward")))["loss_critic_replay"].item() == 0.0  # not read when off
+
+
+def test_imagine_last_is_the_full_loss_on_the_last_states():
+    """The code's ``imag_last: K``: imagination (and the replay value loss) from the last K states of each
+    sequence is the loss on ``td[:, -K:]``; the return normalizer sees only those returns."""
+    td = starts(B=2, T=5, seed=3)
+    outs = []
+    for last, batch in ((2, td.clone()), (0, td[:, -2:].clone())):
+        loss, _ = build(imagine_last=last)
+        torch.manual_seed(7)
+        outs.append(loss(batch))
+    for key in ("loss_actor", "loss_critic", "loss_critic_replay", "lambda_return", "return_scale"):
+        assert outs[0][key].item() == pytest.approx(outs[1][key].item(), rel=1e-6), key
+    loss, _ = build(imagine_last=9)  # longer than the sequence: every state
+    torch.manual_seed(7)
+    full = td.clone()
+    out = loss(full)
+    assert full["imagination"].batch_size[:2] == (2, 5) and torch.isfinite(out["loss_actor"])
+    with pytest.raises(ValueError, match="`imagine_last` must be an integer >= 0"):
+        build(imagine_last=-1)
