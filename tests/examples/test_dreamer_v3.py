@@ -148,3 +148,29 @@ def test_image_tasks_train_end_to_end(dreamer_v3, tmp_path, env):
     reco = float(_scalars(tmp_path / "run")["train/reco_nll.csv"].splitlines()[-1].split(",")[1])
     pixels = 3 * 64 * 64 if env["name"].startswith("dmc") else 96 * 96
     assert 0 < reco < pixels  # a squared error summed over pixels in [0, 1]: the images reached the loss as floats
+
+
+def _preset(name: str):
+    preset = OmegaConf.load(ROOT / "examples" / "dreamer_v3" / f"{name}.yaml")
+    assert list(preset.defaults) == ["config", "_self_"]
+    return OmegaConf.merge(example_config("dreamer_v3", {}), {k: v for k, v in preset.items() if k != "defaults"})
+
+
+def test_cpu_preset_changes_only_its_knobs():
+    base, cpu = example_config("dreamer_v3", {}), _preset("cpu")
+    changed = {f"{g}.{k}" for g in ("model", "env", "train", "loss", "optim", "eval") for k in base[g]
+               if base[g][k] != cpu[g][k]}
+    assert changed == {"loss.imagine_last", "optim.warmup", "train.total_env_steps", "train.prefill",
+                       "train.train_ratio", "train.seq_len", "eval.interval_frames"}
+    assert cpu.env.name == "CartPole-v1" and cpu.model.size == "size1m"
+
+
+@pytest.mark.slow
+def test_cpu_preset_learns_cartpole(dreamer_v3, tmp_path):
+    """Seed 0 of the cpu preset for 25k steps (~15 min on 2 cores): a random policy averages ~22 on
+    CartPole-v1 and the untrained one ~10-60; learning is an evaluation of at least 200."""
+    cfg = OmegaConf.merge(_preset("cpu"), {"run_dir": str(tmp_path / "run"), "threads": 1,
+                                           "logger": {"progress_bar": False}, "train": {"total_env_steps": 25000}})
+    dreamer_v3.train(cfg)
+    evals = [float(line.split(",")[1]) for line in _scalars(tmp_path / "run")["eval/return.csv"].splitlines()]
+    assert max(evals) >= 200, evals
