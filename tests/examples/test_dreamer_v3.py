@@ -169,8 +169,8 @@ def test_cpu_preset_changes_only_its_knobs():
 def test_cpu_preset_learns_cartpole(dreamer_v3, tmp_path):
     """Seed 0 of the cpu preset for 25k steps (~15 min on 2 cores): a random policy averages ~22 on
     CartPole-v1 and the untrained one ~10-60; learning is an evaluation of at least 200."""
-    cfg = OmegaConf.merge(_preset("cpu"), {"run_dir": str(tmp_path / "run"), "threads": 1,
-                                           "logger": {"progress_bar": False}, "train": {"total_env_steps": 25000}})
+    cfg = OmegaConf.merge(_preset("cpu"), {"run_dir": str(tmp_path / "run"), "logger": {"progress_bar": False},
+                                           "train": {"total_env_steps": 25000}})
     dreamer_v3.train(cfg)
     evals = [float(line.split(",")[1]) for line in _scalars(tmp_path / "run")["eval/return.csv"].splitlines()]
     assert max(evals) >= 200, evals
