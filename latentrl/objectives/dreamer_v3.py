@@ -311,16 +311,18 @@ class DreamerV3ActorCriticLoss(LossModule):
                 cont[:, 0] = 1.0  # the start is a replayed state, never terminal (the 2023 code's first_cont)
             slow = two_hot_value(self._logits(self.value_network, self.target_value_network_params.detach(), states,
                                               keys.value_logits), self.bins, space)
-        with torch.enable_grad() if backprop else torch.no_grad(), _frozen(self.reward_model):
+        # backprop: the reward's gradient reaches the imagined states, not the reward head
+        with _frozen(self.reward_model) if backprop else torch.no_grad():
             reward = two_hot_value(self._logits(self.reward_model, None, states, keys.reward_logits), self.bins, space)
         # the critic trains on the states without their gradient; the actor's objective (backprop) reads
         # the critic's value at the differentiable states, with its parameters detached
         value_logits = self._logits(self.value_network, self.value_network_params,
                                     states.detach() if backprop else states, keys.value_logits)
-        value = two_hot_value(value_logits.detach(), self.bins, space)  # [N, H + 1]
         if backprop:
             value = two_hot_value(self._logits(self.value_network, self.value_network_params.detach(), states,
-                                               keys.value_logits), self.bins, space)
+                                               keys.value_logits), self.bins, space)  # [N, H + 1]
+        else:
+            value = two_hot_value(value_logits.detach(), self.bins, space)
         disc = self.discount * cont
 
         # R_t over t < H: rewards, continues and bootstrap values of z_{t+1}

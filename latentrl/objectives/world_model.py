@@ -299,8 +299,8 @@ class WorldModelLoss(LossModule):
 
         seq = TensorDict({keys.observation: obs, keys.action: action, keys.is_init: is_init.unsqueeze(-1)}, [B, T + 1])
         context = tensordict.get(keys.context, None)
-        if context is not None:  # only step 0 is read: the extra step repeats the last
-            seq.set(keys.context, torch.cat([context, context[:, -1:]], 1))
+        if context is not None:  # only step 0 is read: a view of it over the T + 1 steps, no copy
+            seq.set(keys.context, context[:, :1].expand(B, T + 1))
         seq = self.world_model(seq)
 
         event_dims = obs.ndim - 2
