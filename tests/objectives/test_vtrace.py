@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from oracles import vtrace_loop
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch.distributions import Categorical
@@ -11,7 +12,7 @@ from torchrl.modules import ProbabilisticActor, ValueOperator
 from torchrl.objectives import A2CLoss
 from torchrl.objectives.value import VTrace as TorchRLVTrace
 
-from latentrl.objectives.functional import _vtrace_reference, vtrace
+from latentrl.objectives.functional import vtrace
 from latentrl.objectives.value import VTrace
 
 DT = torch.float64
@@ -34,7 +35,7 @@ def _unroll(t, seed):
 def test_on_policy_target_is_the_n_step_return():
     t, gamma = 5, 0.9
     value, next_value, reward = _unroll(t, seed=0)
-    vs, adv = vtrace(torch.zeros(t, 1, dtype=DT), value, next_value, reward, _flags(t), _flags(t), gamma=gamma)
+    vs, adv, _ = vtrace(torch.zeros(t, 1, dtype=DT), value, next_value, reward, _flags(t), _flags(t), gamma=gamma)
     r, v_last = reward[:, 0].tolist(), next_value[-1, 0].item()
     for s in range(t):
         n_step = sum(gamma ** (k - s) * r[k] for k in range(s, t)) + gamma ** (t - s) * v_last
@@ -48,7 +49,7 @@ def test_recursion_equals_the_sum_of_eq_1():
     t, gamma, rho_bar, c_bar = 7, 0.95, 1.3, 0.8
     value, next_value, reward = _unroll(t, seed=1)
     log_rhos = torch.randn(t, 1, generator=torch.Generator().manual_seed(2), dtype=DT)
-    vs, _ = vtrace(log_rhos, value, next_value, reward, _flags(t), _flags(t), gamma=gamma, rho_bar=rho_bar, c_bar=c_bar)
+    vs, _, _ = vtrace(log_rhos, value, next_value, reward, _flags(t), _flags(t), gamma=gamma, rho_bar=rho_bar, c_bar=c_bar)
     ratio = log_rhos[:, 0].exp().tolist()
     V = value[:, 0].tolist() + [next_value[-1, 0].item()]
     r = reward[:, 0].tolist()
@@ -67,7 +68,7 @@ def test_episode_end_inside_the_unroll(terminated):
     value, next_value, reward = _unroll(t, seed=3)
     next_value[k] = 7.0  # V(x_{k+1}): the last observation of the episode, not value[k + 1] (next episode)
     done = _flags(t, k)
-    vs, adv = vtrace(
+    vs, adv, _ = vtrace(
         torch.zeros(t, 1, dtype=DT), value, next_value, reward, done, done if terminated else _flags(t), gamma=gamma
     )
     r, V = reward[:, 0].tolist(), value[:, 0].tolist()
@@ -109,7 +110,7 @@ def _fixed_point(rho_bar, c_bar, gamma=0.9, n=3, tol=1e-12):
     V = torch.tensor(0.0, dtype=DT)
     for it in range(10_000):
         v = V.expand_as(reward)
-        vs, _ = vtrace(log_rhos, v, v, reward, no, no, gamma=gamma, rho_bar=rho_bar, c_bar=c_bar)
+        vs, _, _ = vtrace(log_rhos, v, v, reward, no, no, gamma=gamma, rho_bar=rho_bar, c_bar=c_bar)
         new = (prob * vs[:, 0, 0]).sum()
         if abs(new - V) < tol:
             return new.item(), it
@@ -140,10 +141,10 @@ def test_pg_rho_bar_is_separate_from_rho_bar():
     value, next_value, reward = _unroll(t, seed=4)
     log_rhos = torch.linspace(-1.5, 1.5, t, dtype=DT).unsqueeze(-1)  # ratios 0.22 .. 4.5
     args = (log_rhos, value, next_value, reward, _flags(t), _flags(t))
-    vs, adv = vtrace(*args, gamma=gamma, rho_bar=1.0)
-    vs_same, adv_same = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=1.0)
-    vs_pg, adv_pg = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=2.5)
-    _, adv_free = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=float("inf"))
+    vs, adv, _ = vtrace(*args, gamma=gamma, rho_bar=1.0)
+    vs_same, adv_same, _ = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=1.0)
+    vs_pg, adv_pg, _ = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=2.5)
+    _, adv_free, _ = vtrace(*args, gamma=gamma, rho_bar=1.0, pg_rho_bar=float("inf"))
     torch.testing.assert_close(adv, adv_same, rtol=0, atol=0)
     torch.testing.assert_close(vs, vs_pg, rtol=0, atol=0)  # the targets do not depend on it
     ratio = log_rhos.exp()
@@ -175,13 +176,13 @@ def test_fast_equals_reference(dtype, shape):
         dict(gamma=0.9, rho_bar=1.5, c_bar=0.7, pg_rho_bar=2.0),
         dict(gamma=gamma, rho_bar=2.0, c_bar=1.0, pg_rho_bar=float("inf")),
     ):
-        fast, ref = vtrace(*inputs, **kw), _vtrace_reference(*inputs, **kw)
+        fast, ref = vtrace(*inputs, **kw), vtrace_loop(*inputs, **kw)
         for a, b in zip(fast, ref):
             assert a.dtype == dtype and a.shape == shape
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     # no clipping at all: products of ratios grow the targets (to ~1e3), so compare relative to them
     kw = dict(gamma=gamma, rho_bar=float("inf"), c_bar=float("inf"))
-    for a, b in zip(vtrace(*inputs, **kw), _vtrace_reference(*inputs, **kw)):
+    for a, b in zip(vtrace(*inputs, **kw), vtrace_loop(*inputs, **kw)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -189,7 +190,7 @@ def test_fast_equals_reference_for_every_unroll_length():
     # the scan doubles its stride: lengths around powers of two are the edge cases
     for t in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 129):
         inputs = _random_batch((3, t, 1), torch.float64, seed=t)
-        for a, b in zip(vtrace(*inputs, gamma=0.9, c_bar=1.2), _vtrace_reference(*inputs, gamma=0.9, c_bar=1.2)):
+        for a, b in zip(vtrace(*inputs, gamma=0.9, c_bar=1.2), vtrace_loop(*inputs, gamma=0.9, c_bar=1.2)):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"T={t}")
 
 
@@ -199,7 +200,7 @@ def test_fast_equals_reference_time_first_and_log_prob_pair():
     moved = [x.transpose(0, 1) for x in rest]  # [T, B, 1]
     fast = vtrace((behaviour + log_rhos, behaviour), *rest, gamma=0.97, c_bar=0.9)
     first = vtrace(log_rhos.transpose(0, 1), *moved, gamma=0.97, c_bar=0.9, time_dim=0)
-    ref = _vtrace_reference(log_rhos, *rest, gamma=0.97, c_bar=0.9)
+    ref = vtrace_loop(log_rhos, *rest, gamma=0.97, c_bar=0.9)
     for a, b, c in zip(fast, first, ref):
         torch.testing.assert_close(a, c, rtol=0, atol=1e-10)
         torch.testing.assert_close(b.transpose(0, 1), c, rtol=0, atol=1e-10)
@@ -209,7 +210,7 @@ def test_long_unroll_is_stable():
     # products of gamma * c over 5000 steps underflow; nothing may turn into inf or nan
     inputs = _random_batch((3, 5000, 1), torch.float32, seed=6)
     inputs = (inputs[0] - 3.0,) + inputs[1:4] + (torch.zeros_like(inputs[4]),) * 2  # tiny c, no episode end
-    fast, ref = vtrace(*inputs, gamma=0.999), _vtrace_reference(*inputs, gamma=0.999)
+    fast, ref = vtrace(*inputs, gamma=0.999), vtrace_loop(*inputs, gamma=0.999)
     for a, b in zip(fast, ref):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
@@ -218,7 +219,7 @@ def test_long_unroll_is_stable():
 def test_gradients_match_the_loop():
     inputs = [x.requires_grad_() if x.is_floating_point() else x for x in _random_batch((2, 20, 1), DT, seed=7)]
     grads = [torch.autograd.grad(sum(o.sum() for o in f(*inputs, gamma=0.9, c_bar=0.8)), inputs[:4])
-             for f in (vtrace, _vtrace_reference)]
+             for f in (vtrace, vtrace_loop)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
 
@@ -298,7 +299,7 @@ def test_estimator_scores_the_stored_actions_and_clips_pg_separately():
     with torch.no_grad():
         log_pi = Categorical(logits=actor.module[0].module(td["observation"])).log_prob(td["action"])
         value, next_value = critic(td.clone())["state_value"], critic(td["next"].clone())["state_value"]
-    vs, adv = _vtrace_reference(
+    vs, adv, _ = vtrace_loop(
         (log_pi.unsqueeze(-1), td[est.tensor_keys.sample_log_prob].unsqueeze(-1)),
         value, next_value, td["next", "reward"], td["next", "done"], td["next", "terminated"],
         gamma=0.95, c_bar=0.9, pg_rho_bar=2.0,
@@ -334,3 +335,40 @@ def test_estimator_inside_a_torchrl_loss():
     with torch.no_grad():
         log_pi = Categorical(logits=actor.module[0].module(td["observation"])).log_prob(td["action"])
     torch.testing.assert_close(out["loss_objective"].detach(), -(adv.squeeze(-1) * log_pi).mean())
+
+
+# 8. lambda, q-estimates and the two evaluations -------------------------------------------------------
+@pytest.mark.parametrize("lmbda", [0.0, 0.5, 0.95, 1.0])
+def test_lambda_and_q_estimate_match_the_loop(lmbda):
+    inputs = _random_batch((5, 40, 1), DT, seed=11)
+    kw = dict(gamma=0.97, rho_bar=1.2, c_bar=0.9, pg_rho_bar=1.5, lmbda=lmbda)
+    out = vtrace(*inputs, **kw)
+    assert out._fields == ("vs", "pg_advantage", "q_estimate")
+    for a, b in zip(out, vtrace_loop(*inputs, **kw)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_lambda_zero_is_the_one_step_target():
+    # c_s = 0: v_s = V(x_s) + rho_s delta-error, q_s = r_s + gamma_s V(x_{s+1}) (no trace at all)
+    log_rhos, v, nv, r, done, terminated = _random_batch((3, 16, 1), DT, seed=12)
+    out = vtrace(log_rhos, v, nv, r, done, terminated, gamma=0.9, lmbda=0.0)
+    g = 0.9 * (~terminated).to(DT)
+    rho = log_rhos.exp().clamp(max=1.0)
+    torch.testing.assert_close(out.vs, v + rho * (r + g * nv - v))
+    torch.testing.assert_close(out.q_estimate, r + g * nv)
+    torch.testing.assert_close(out.pg_advantage, rho * (r + g * nv - v))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_loop_equals_the_scan(dtype):
+    # CPU and no gradient: the compiled loop; inputs that need a gradient: the torch scan
+    inputs = _random_batch((6, 37, 2), dtype, seed=13)
+    gamma = torch.rand(inputs[0].shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    kw = dict(gamma=gamma, rho_bar=1.3, c_bar=0.8, lmbda=0.9)
+    loop = vtrace(*inputs, **kw)
+    grad_inputs = [x.clone().requires_grad_() if x.is_floating_point() else x for x in inputs]
+    scan = vtrace(*grad_inputs, **kw)
+    assert all(o.requires_grad for o in scan) and not any(o.requires_grad for o in loop)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(loop, scan):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=tol)

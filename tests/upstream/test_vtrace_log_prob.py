@@ -104,7 +104,7 @@ def test_vtrace_advantage_estimate_docstring_swaps_the_policies():
     # ...while the code divides by exp(log_mu): read as documented (log_pi = behaviour), the weights are mu/pi
     *_, log_mu, log_pi_taken, _, inputs = _setup()
     adv, vs = vtrace_advantage_estimate(GAMMA, log_pi_taken, log_mu, *inputs, rho_thresh=10.0, c_thresh=10.0)
-    ours_vs, ours_adv = vtrace((log_pi_taken, log_mu), *inputs, gamma=GAMMA, rho_bar=10.0, c_bar=10.0)
+    ours_vs, ours_adv, _ = vtrace((log_pi_taken, log_mu), *inputs, gamma=GAMMA, rho_bar=10.0, c_bar=10.0)
     torch.testing.assert_close(vs, ours_vs)
     as_documented, _ = vtrace_advantage_estimate(GAMMA, log_mu, log_pi_taken, *inputs, rho_thresh=10.0, c_thresh=10.0)
     assert not torch.allclose(as_documented, adv, atol=1e-3)

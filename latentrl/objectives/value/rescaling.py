@@ -63,8 +63,6 @@ In float64 ours round-trips to ~1e-15 relative over the same range.
 """
 from __future__ import annotations
 
-import itertools
-
 import torch
 
 from latentrl.checks import InputError, check_positive_int, check_range, check_tensors
@@ -193,8 +191,8 @@ def rescaled_n_step_targets(
         whether ``t`` itself is a valid transition: combine it with the
         caller's own mask of valid steps.
 
-    The loop runs over the ``n`` offsets, vectorized over time;
-    :func:`_rescaled_n_step_targets_reference` is the plain definition.
+    The loop runs over the ``n`` offsets, vectorized over time (the plain
+    definition, a double loop, is the oracle in ``tests/oracles.py``).
     """
     _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma, eps, time_dim)
     n = int(n)
@@ -235,44 +233,4 @@ def rescaled_n_step_targets(
     out = torch.where(full_ok, ret + gamma**n * _shift(q, n, 0.0), out)
     mask = mask | full_ok
     target = torch.where(mask, value_rescale(out, eps), torch.zeros_like(out))
-    return target.movedim(-1, time_dim), mask.movedim(-1, time_dim)
-
-
-def _rescaled_n_step_targets_reference(
-    reward: torch.Tensor,
-    done: torch.Tensor,
-    terminated: torch.Tensor,
-    bootstrap_value: torch.Tensor,
-    has_state: torch.Tensor,
-    *,
-    gamma: float = 0.997,
-    n: int = 5,
-    eps: float = 1e-3,
-    time_dim: int = -1,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`rescaled_n_step_targets` as a double Python loop straight from its definition (tests only)."""
-    _check_inputs(reward, done, terminated, bootstrap_value, has_state, n, gamma, eps, time_dim)
-    reward, done, terminated, bootstrap_value, has_state = (
-        x.movedim(time_dim, -1) for x in (reward, done, terminated, bootstrap_value, has_state)
-    )
-    batch_shape, length = reward.shape[:-1], reward.shape[-1]
-    target = torch.zeros_like(reward)
-    mask = torch.zeros_like(done)
-    h, h_inv = value_rescale, value_rescale_inverse
-    for b in itertools.product(*[range(s) for s in batch_shape]):
-        for t in range(length):
-            k_star = next((k for k in range(n) if t + k < length and bool(done[b + (t + k,)])), None)
-            if k_star is not None:
-                ret = sum(gamma**j * reward[b + (t + j,)] for j in range(k_star + 1))
-                if bool(terminated[b + (t + k_star,)]):
-                    target[b + (t,)], mask[b + (t,)] = h(ret, eps), True
-                elif t + k_star + 1 < length and bool(has_state[b + (t + k_star + 1,)]):
-                    boot = h_inv(bootstrap_value[b + (t + k_star + 1,)], eps)
-                    target[b + (t,)], mask[b + (t,)] = h(ret + gamma ** (k_star + 1) * boot, eps), True
-                continue
-            n_prime = min(n, length - 1 - t)
-            if n_prime >= 1 and bool(has_state[b + (t + n_prime,)]):
-                ret = sum(gamma**j * reward[b + (t + j,)] for j in range(n_prime))
-                boot = h_inv(bootstrap_value[b + (t + n_prime,)], eps)
-                target[b + (t,)], mask[b + (t,)] = h(ret + gamma**n_prime * boot, eps), True
     return target.movedim(-1, time_dim), mask.movedim(-1, time_dim)

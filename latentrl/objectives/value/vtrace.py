@@ -6,9 +6,16 @@ A drop-in for :class:`torchrl.objectives.value.VTrace` that
   evaluates it at a new sample, or at the mode, of the current policy:
   UPSTREAM.md #9),
 * adds ``pg_rho_bar``, the separate clip of the policy-gradient weights
-  (rlax's ``clip_pg_rho_threshold``),
+  (rlax's ``clip_pg_rho_threshold``), and ``lmbda`` (rlax's ``lambda_``:
+  ``c_i = lambda min(c_bar, rho_i)``), and writes the q-estimate,
 * names the clips as the paper does (``rho_bar``, ``c_bar``), and
-* runs the recursion as a parallel scan (:func:`latentrl.objectives.functional.vtrace`).
+* runs the recursion by :func:`latentrl.objectives.functional.vtrace`.
+
+TorchRL's ``VTrace.forward`` computes ``log pi`` inline (``_call_actor_net``)
+and calls its functional directly, with no method between them to
+override, so ``forward`` is restated here: TorchRL's value-network
+plumbing (``_call_value_nets``, shifted calls, ``average_adv``) is reused
+unchanged; only :meth:`VTrace.target_log_prob` and the estimate differ.
 """
 from __future__ import annotations
 
@@ -35,8 +42,8 @@ class VTrace(_TorchRLVTrace):
     """V-trace targets and advantages (Espeholt et al. 2018, eq. 1 and Sec. 4.2).
 
     Writes ``"value_target"`` (``v_s``) and ``"advantage"``
-    (``min(pg_rho_bar, pi/mu) (r_s + gamma v_{s+1} - V(x_s))``) like TorchRL's
-    ``VTrace``; see :func:`latentrl.objectives.functional.vtrace` for the
+    (``min(pg_rho_bar, pi/mu) (q_s - V(x_s))``) like TorchRL's
+    ``VTrace``, and ``"q_estimate"`` (``q_s``); see :func:`latentrl.objectives.functional.vtrace` for the
     equations and the episode-boundary rules.
 
     ``log mu`` is read from the ``sample_log_prob`` key (the log-probability
@@ -54,13 +61,14 @@ class VTrace(_TorchRLVTrace):
             Paper: 1.0.
         pg_rho_bar: clip of the policy-gradient importance weights;
             ``None`` (default, the paper) uses ``rho_bar``.
+        lmbda: ``lambda`` of the traces (default 1.0, the paper).
         rho_thresh, c_thresh: TorchRL's names for ``rho_bar`` / ``c_bar``,
             accepted so that code written for TorchRL's ``VTrace`` runs.
         **kwargs: the rest of TorchRL's ``VTrace`` arguments (``average_adv``,
             ``differentiable``, ``shifted``, ``time_dim``, ...).
 
     Keys (``set_keys``): TorchRL's, plus ``action`` (default ``"action"``),
-    the action whose probability ``log pi`` is.
+    the action whose probability ``log pi`` is, and ``q_estimate``.
     """
 
     @dataclass
@@ -75,6 +83,7 @@ class VTrace(_TorchRLVTrace):
         steps_to_next_obs: NestedKey = "steps_to_next_obs"
         sample_log_prob: NestedKey | None = None
         action: NestedKey = "action"
+        q_estimate: NestedKey = "q_estimate"
 
     default_keys = _AcceptedKeys
 
@@ -87,6 +96,7 @@ class VTrace(_TorchRLVTrace):
         rho_bar: float | torch.Tensor | None = None,
         c_bar: float | torch.Tensor | None = None,
         pg_rho_bar: float | torch.Tensor | None = None,
+        lmbda: float = 1.0,
         rho_thresh: float | torch.Tensor | None = None,
         c_thresh: float | torch.Tensor | None = None,
         **kwargs,
@@ -101,6 +111,7 @@ class VTrace(_TorchRLVTrace):
             c_thresh=c_bar,
             **kwargs,
         )
+        self.lmbda = float(lmbda)
         if pg_rho_bar is None:
             self.pg_rho_bar = None
         else:
@@ -189,7 +200,7 @@ class VTrace(_TorchRLVTrace):
         done = data.get(("next", self.tensor_keys.done))
         terminated = data.get(("next", self.tensor_keys.terminated), default=done)
 
-        value_target, adv = vtrace(
+        out = vtrace(
             (log_pi, log_mu),
             value,
             next_value,
@@ -200,8 +211,10 @@ class VTrace(_TorchRLVTrace):
             rho_bar=self.rho_bar,
             c_bar=self.c_bar,
             pg_rho_bar=self.pg_rho_bar,
+            lmbda=self.lmbda,
             time_dim=time_dim,
         )
+        adv = out.pg_advantage
         if self.average_adv:
             groups = self._group_ids(tensordict)
             if groups is None:
@@ -209,7 +222,8 @@ class VTrace(_TorchRLVTrace):
             else:
                 adv = _standardize_by_group(adv, groups, eps=1e-5)
         tensordict.set(self.tensor_keys.advantage, adv)
-        tensordict.set(self.tensor_keys.value_target, value_target)
+        tensordict.set(self.tensor_keys.value_target, out.vs)
+        tensordict.set(self.tensor_keys.q_estimate, out.q_estimate)
         self._mask_shifted_output(tensordict, valid)
         return tensordict
 
