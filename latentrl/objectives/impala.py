@@ -7,8 +7,11 @@ behaviour policy ``mu`` that lags behind the learner's ``pi``,
            + baseline_coef * 1/2 E[ (v_s - V(x_s))^2 ]  (critic, regression to V-trace targets)
            - entropy_coef * E[ H(pi(.|x_s)) ]          (entropy bonus)
 
-with ``v_s`` and ``A_s = rho_s (r_s + gamma v_{s+1} - V(x_s))`` from
-:func:`latentrl.objectives.functional.vtrace`. Defaults are the paper's:
+with ``v_s`` and ``A_s = rho_s (r_s + gamma v_{s+1} - V(x_s))`` from the
+loss's value estimator: by default :class:`latentrl.objectives.value.VTrace`
+(``make_value_estimator()``), or any TorchRL estimator swapped in by
+``make_value_estimator(ValueEstimators.TDLambda, ...)`` or an instance; the
+loss reads the estimator's ``value_target`` and ``advantage`` keys. Defaults are the paper's:
 ``rho_bar = c_bar = 1``, baseline cost 0.5 on the half squared error (the
 reference implementation's ``0.5 * sum(square)``), entropy cost 0.01
 (Table G1, Atari).
@@ -41,10 +44,13 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
+from torchrl.objectives.utils import ValueEstimators
+from torchrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator
 
 from latentrl.checks import check_range, require_keys, require_module_inputs
 from latentrl.modules.popart import PopArt
-from latentrl.objectives.functional import vtrace
+from latentrl.objectives._estimator_keys import forward_keys
+from latentrl.objectives.value.vtrace import VTrace
 
 __all__ = ["IMPALALoss", "CORRECTIONS"]
 
@@ -76,6 +82,7 @@ class IMPALALoss(LossModule):
             with PopArt) from the observation keys.
         gamma: discount (paper: 0.99).
         rho_bar, c_bar, pg_rho_bar: V-trace clips (paper: 1, 1, ``rho_bar``).
+        lmbda: V-trace's ``lambda`` (paper: 1).
         baseline_coef: weight of the critic's half squared error (paper: 0.5).
         entropy_coef: weight of the entropy bonus (paper: 0.01).
         correction: one of ``"vtrace"``, ``"none"``, ``"epsilon"``, ``"one_step_is"``.
@@ -125,6 +132,7 @@ class IMPALALoss(LossModule):
         rho_bar: float = 1.0,
         c_bar: float = 1.0,
         pg_rho_bar: float | None = None,
+        lmbda: float = 1.0,
         baseline_coef: float = 0.5,
         entropy_coef: float = 0.01,
         correction: str = "vtrace",
@@ -138,6 +146,7 @@ class IMPALALoss(LossModule):
                 raise ValueError(f"IMPALALoss: `{name}` must be > 0, got {value!r}")
         if not 0 <= gamma <= 1:
             raise ValueError(f"IMPALALoss: `gamma` must be in [0, 1], got {gamma!r}")
+        check_range("IMPALALoss", "lmbda", lmbda, 0.0, 1.0)
         check_range("IMPALALoss", "baseline_coef", baseline_coef, 0.0)
         check_range("IMPALALoss", "entropy_coef", entropy_coef, 0.0)
         check_range("IMPALALoss", "epsilon", epsilon, 0.0, lo_open=True)
@@ -148,7 +157,7 @@ class IMPALALoss(LossModule):
         self.actor_network = actor_network
         self.critic_network = critic_network
         self.popart = popart
-        self.gamma, self.rho_bar, self.c_bar, self.pg_rho_bar = gamma, rho_bar, c_bar, pg_rho_bar
+        self.gamma, self.rho_bar, self.c_bar, self.pg_rho_bar, self.lmbda = gamma, rho_bar, c_bar, pg_rho_bar, lmbda
         self.baseline_coef, self.entropy_coef = baseline_coef, entropy_coef
         self.correction, self.epsilon = correction, epsilon
         # TorchRL's PPOLoss convention: the keys the networks write are the keys the loss reads
@@ -158,6 +167,7 @@ class IMPALALoss(LossModule):
         critic_out = [k for k in getattr(critic_network, "out_keys", []) if k != self.tensor_keys.normalized_value]
         if popart is None and len(critic_out) == 1:
             self.set_keys(value=critic_out[0])
+        self.make_value_estimator()  # built now, so that its buffers are in every state_dict
 
     def set_keys(self, **kwargs) -> None:
         """TorchRL's ``set_keys``; a new ``action`` without ``sample_log_prob`` moves the log-prob key along."""
@@ -167,8 +177,40 @@ class IMPALALoss(LossModule):
                                          else (*action[:-1], f"{action[-1]}_log_prob"))
         super().set_keys(**kwargs)
 
-    def _forward_value_estimator_keys(self, **kwargs) -> None:  # V-trace is built in, no value estimator
-        pass
+    default_value_estimator = ValueEstimators.VTrace
+    _TORCHRL_ESTIMATORS = {ValueEstimators.TD0: TD0Estimator, ValueEstimators.TD1: TD1Estimator,
+                           ValueEstimators.TDLambda: TDLambdaEstimator, ValueEstimators.GAE: GAE}
+
+    def make_value_estimator(self, value_type=None, **hyperparams):
+        """Builds the estimator of the targets and advantages (TorchRL's ``make_value_estimator``).
+
+        ``None`` or ``ValueEstimators.VTrace``: our :class:`~latentrl.objectives.value.VTrace`
+        with this loss's ``gamma``, clips and ``lmbda`` (overridden by
+        ``hyperparams``). Another ``ValueEstimators`` member: TorchRL's
+        estimator, ``gamma`` defaulting to the loss's. Both are built with
+        ``value_network=None``: the loss evaluates its critic once on the
+        unroll and once on ``"next"`` and hands the estimator ``V(x_s)`` and
+        ``V(x_{s+1})`` under the value key (and ``("next", value)``). A
+        ``ValueEstimatorBase`` instance or subclass is used as TorchRL's
+        losses use it (with its own value network, if it has one). The
+        loss's keys are forwarded to the estimator.
+        """
+        if value_type is None or value_type == ValueEstimators.VTrace:
+            hp = dict(gamma=self.gamma, rho_bar=self.rho_bar, c_bar=self.c_bar, pg_rho_bar=self.pg_rho_bar,
+                      lmbda=self.lmbda, **hyperparams)
+            value_type, hyperparams = VTrace(actor_network=self.actor_network, value_network=None, **hp), {}
+        elif isinstance(value_type, ValueEstimators):
+            if value_type not in self._TORCHRL_ESTIMATORS:
+                raise NotImplementedError(f"IMPALALoss: no value estimator for {value_type}")
+            hp = {"gamma": self.gamma, **hyperparams}
+            value_type, hyperparams = self._TORCHRL_ESTIMATORS[value_type](value_network=None, **hp), {}
+        super().make_value_estimator(value_type, **hyperparams)
+        self.value_type = type(self._value_estimator)
+        self._forward_value_estimator_keys()
+        return self
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        forward_keys(self, ("value", "reward", "done", "terminated", "sample_log_prob", "action"))
 
     @property
     def in_keys(self):
@@ -210,30 +252,22 @@ class IMPALALoss(LossModule):
         entropy = dist.entropy().unsqueeze(-1)
 
         value = self.critic_network(td.copy()).get(keys.value)
+        log_rhos = (log_pi - log_mu).detach()
+        estimator = self.value_estimator
         next_td = td.get("next").copy()
         if task_ids is not None and keys.task_id not in next_td.keys(True):
             next_td.set(keys.task_id, td.get(keys.task_id))  # the task does not change within an unroll step
         with torch.no_grad():
             next_value = self.critic_network(next_td).get(keys.value)
-        reward = td.get(("next", keys.reward))
-        done = td.get(("next", keys.done)).bool()
-        terminated = td.get(("next", keys.terminated)).bool()
-
-        log_rhos = (log_pi - log_mu).detach()
-        corrected = self.correction == "vtrace"
+        data = td.copy()
+        data.set(keys.value, value.detach())
+        data.set(("next", keys.value), next_value)
+        if self.correction != "vtrace":  # no correction: rho = c = 1 (the behaviour log-prob set to log pi)
+            data.set(keys.sample_log_prob, log_pi.detach().reshape(td.get(keys.sample_log_prob).shape))
         with torch.no_grad():
-            vs, advantage = vtrace(
-                log_rhos if corrected else torch.zeros_like(log_rhos),
-                value.detach(),
-                next_value,
-                reward,
-                done,
-                terminated,
-                gamma=self.gamma,
-                rho_bar=self.rho_bar,
-                c_bar=self.c_bar,
-                pg_rho_bar=self.pg_rho_bar,
-            )
+            estimator(data)
+            vs = data.get(estimator.tensor_keys.value_target).reshape(value.shape)
+            advantage = data.get(estimator.tensor_keys.advantage).reshape(value.shape)
             if self.correction == "one_step_is":
                 advantage = advantage * log_rhos.exp()
 

@@ -181,3 +181,63 @@ def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="`popart`"):
         IMPALALoss(actor, critic, popart=torch.nn.Linear(2, 1))
     assert math.isfinite(IMPALALoss(actor, critic).gamma)
+
+
+# -- the value estimator, swapped by make_value_estimator ---------------------------------------------
+def _values(critic, data):
+    with torch.no_grad():
+        return critic(data.clone())["state_value"], critic(data["next"].clone())["state_value"]
+
+
+def test_default_estimator_is_our_vtrace_with_the_loss_hyperparameters():
+    from oracles import vtrace_loop
+
+    from latentrl.objectives.value import VTrace
+
+    actor, critic, _ = _nets()
+    loss = IMPALALoss(actor, critic, gamma=0.9, rho_bar=1.5, c_bar=0.8, pg_rho_bar=2.0, lmbda=0.7)
+    assert type(loss.value_estimator) is VTrace and loss.value_estimator.lmbda == 0.7
+    data = _with_behaviour(actor, _batch(done_at=1))
+    out = loss(data.clone())
+    v, nv = _values(critic, data)
+    with torch.no_grad():
+        log_pi = actor.get_dist(data.clone()).log_prob(data["action"]).unsqueeze(-1)
+    vs, adv, _ = vtrace_loop((log_pi, data["action_log_prob"].unsqueeze(-1)), v, nv, data["next", "reward"],
+                             data["next", "done"], data["next", "terminated"], gamma=0.9, rho_bar=1.5, c_bar=0.8,
+                             pg_rho_bar=2.0, lmbda=0.7)
+    torch.testing.assert_close(out["value_target"], vs.mean())
+    torch.testing.assert_close(out["advantage"], adv.mean())
+    torch.testing.assert_close(out["loss_critic"], 0.5 * 0.5 * (vs - v).pow(2).mean())
+
+
+def test_a_torchrl_estimator_swaps_in_without_subclassing():
+    from torchrl.objectives.utils import ValueEstimators
+    from torchrl.objectives.value.functional import td_lambda_return_estimate
+
+    actor, critic, _ = _nets()
+    loss = IMPALALoss(actor, critic, gamma=0.9)
+    loss.make_value_estimator(ValueEstimators.TDLambda, lmbda=0.8)
+    data = _with_behaviour(actor, _batch(done_at=1))
+    out = loss(data.clone())
+    v, nv = _values(critic, data)
+    target = td_lambda_return_estimate(0.9, 0.8, nv, data["next", "reward"], data["next", "done"],
+                                       data["next", "terminated"])
+    torch.testing.assert_close(out["value_target"], target.mean())
+    torch.testing.assert_close(out["advantage"], (target - v).mean())  # TD(lambda) advantage, no importance weights
+    torch.testing.assert_close(out["loss_critic"], 0.5 * 0.5 * (target - v).pow(2).mean())
+
+
+def test_an_estimator_instance_and_renamed_keys_reach_the_estimator():
+    from latentrl.objectives.value import VTrace
+
+    actor, critic, _ = _nets()
+    loss = IMPALALoss(actor, critic, gamma=0.9)
+    data = _with_behaviour(actor, _batch(done_at=1))
+    base = loss(data.clone())
+    loss.make_value_estimator(VTrace(gamma=0.9, actor_network=actor, value_network=None, lmbda=0.0))
+    one_step = loss(data.clone())
+    assert not torch.isclose(base["value_target"], one_step["value_target"])  # lambda 0 cuts every trace
+    renamed = data.clone().rename_key_("action_log_prob", "mu")
+    loss.set_keys(sample_log_prob="mu")
+    assert loss.value_estimator.tensor_keys.sample_log_prob == "mu"
+    torch.testing.assert_close(loss(renamed)["value_target"], one_step["value_target"])
