@@ -56,7 +56,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 from latentrl.checks import check_positive_int, check_range, check_tensors, require_keys
 
 from .functional import dreamer_actor_loss, dreamer_critic_loss, imagination_weights
-from .r2d2 import HardUpdateEvery
+from .target_updates import HardUpdateEvery
 from .value.lambda_return import DreamerLambdaEstimator
 
 __all__ = ["DreamerActorCriticLoss"]

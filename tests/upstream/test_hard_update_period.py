@@ -2,13 +2,13 @@
 
 Its counter runs 0, 1, ..., k and the copy happens when it equals k, then it
 resets to 0: copies on steps k+1, 2(k+1), ... R2D2 (and DQN) update the target
-every k learner steps. Ours: latentrl.objectives.r2d2.HardUpdateEvery.
+every k learner steps. Ours: latentrl.objectives.target_updates.HardUpdateEvery.
 """
 import torch
 from tensordict.nn import TensorDictModule
 from torchrl.objectives import DQNLoss, HardUpdate
 
-from latentrl.objectives.r2d2 import HardUpdateEvery
+from latentrl.objectives.target_updates import HardUpdateEvery
 
 
 def _copy_steps(updater_cls, interval, steps=8):
