@@ -26,7 +26,7 @@ Measured
 --------
 1. ``sampling``: one ``sample()`` of ``--batch-size`` sequences / slices
    (sequences/s and the real steps in a sample), and one priority update of
-   such a sample: ours ``update_priorities(index, td_error [B, seq_len], mask)``
+   such a sample: ours ``update_priorities(index, sequence_priority(td_error [B, seq_len], mask))``
    (the R2D2 max/mean mixture per sequence), TorchRL's
    ``update_priority(index, |td|)`` on every sampled step index.
 2. ``learner``: one full update, split into sample / loss+backward+Adam /
@@ -75,13 +75,22 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torchrl.collectors import Collector
 from torchrl.collectors.utils import split_trajectories
-from torchrl.data import LazyTensorStorage, PrioritizedSliceSampler, TensorDictReplayBuffer
+from torchrl.data import (
+    LazyTensorStorage,
+    PrioritizedSliceSampler,
+    TensorDictReplayBuffer,
+)
 from torchrl.modules import QValueModule, set_recurrent_mode
 from torchrl.objectives import DQNLoss, ValueEstimators
 
 from latentrl.collectors.sequence_replay import SequenceReplayBuffer
 from latentrl.envs import make_recurrent_env
-from latentrl.modules.q_networks import PerEnvEpsilonGreedy, apex_epsilons, make_recurrent_q_network
+from latentrl.modules.q_networks import (
+    PerEnvEpsilonGreedy,
+    apex_epsilons,
+    make_recurrent_q_network,
+)
+from latentrl.objectives.functional import sequence_priority
 from latentrl.objectives.r2d2 import R2D2Loss
 
 ENV_NAME = "pomdp:masked-cartpole"
@@ -193,7 +202,7 @@ def fill(args, batches: list[TensorDictBase]):
     n_seq = sum(probe.cutter(b).shape[0] for b in batches)  # exact capacity: the sequences these steps make
     ours = SequenceReplayBuffer(
         n_seq, seq_len=args.seq_len, overlap=args.overlap, burn_in=args.burn_in, batch_size=args.batch_size,
-        alpha=0.9, beta=0.6, eta=0.9,
+        alpha=0.9, beta=0.6,
     )
     t = time.perf_counter()
     for b in batches:
@@ -231,7 +240,7 @@ def bench_sampling(args, ours, theirs, gen) -> dict:
         mask = s.get("mask")[:, args.burn_in :]
         td = torch.rand(mask.shape, generator=gen)
         t2 = time.perf_counter()
-        ours.update_priorities(s.get("index"), td, mask)
+        ours.update_priorities(s.get("index"), sequence_priority(td, mask))
         t3 = time.perf_counter()
         f = theirs.sample()
         t4 = time.perf_counter()
@@ -294,7 +303,7 @@ def bench_learner(args, ours, theirs, net) -> dict:
         out["loss"].backward()
         ours_opt.step()
         t2 = time.perf_counter()
-        ours.update_priorities(s.get("index"), out["td_error"], out["loss_mask"])
+        ours.update_priorities(s.get("index"), out["priority"])
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
 

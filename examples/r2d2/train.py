@@ -34,9 +34,9 @@ from torchrl.collectors import Collector, MultiSyncCollector
 from latentrl.collectors.sequence_replay import SequenceReplayBuffer
 from latentrl.envs import make_recurrent_env
 from latentrl.harness import (
-    POSITIVE,
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
+    POSITIVE,
     ConfigError,
     Experiment,
     check_config,
@@ -44,8 +44,13 @@ from latentrl.harness import (
     make_env_from_config,
     run,
 )
-from latentrl.modules.q_networks import PerEnvEpsilonGreedy, apex_epsilons, make_recurrent_q_network
-from latentrl.objectives.r2d2 import HardUpdateEvery, R2D2Loss, delta_q
+from latentrl.modules.q_networks import (
+    PerEnvEpsilonGreedy,
+    apex_epsilons,
+    make_recurrent_q_network,
+)
+from latentrl.objectives.r2d2 import R2D2Loss, delta_q
+from latentrl.objectives.target_updates import HardUpdateEvery
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CHOICES = {
@@ -173,7 +178,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=cfg.optim.lr, eps=cfg.optim.eps)
     replay = SequenceReplayBuffer(
         r.capacity, seq_len=r.seq_len, overlap=r.overlap, burn_in=r.burn_in, batch_size=r.batch_size,
-        alpha=r.priority_exponent, beta=r.importance_sampling_exponent, eta=r.priority_eta,
+        alpha=r.priority_exponent, beta=r.importance_sampling_exponent,
         storage=r.storage, scratch_dir=str(Path(exp.run_dir) / "replay") if r.storage == "memmap" else None,
         stored_state=r.stored_state, state_keys=tuple(loss_module.state_keys),
     )
@@ -197,8 +202,8 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
 
     def initial_priority(sequences):
         """R2D2's actors prioritize what they send by their own TD errors; here the learner's online network does."""
-        if r.initial_priority != "td_error" or len(replay) < max(r.min_sequences, 1):
-            return None
+        if r.initial_priority != "td_error" or len(replay) < max(r.min_sequences, 1) or not sequences.shape[0]:
+            return None  # the largest priority written so far
         with torch.no_grad():
             return loss_module(sequences.to(device))["priority"]
     tracked = {"loss_module": loss_module, "optimizer": optimizer, "replay": replay, "target_update": target_update}
@@ -211,7 +216,8 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
     try:
         for batch in exp.iterate(collector):
             batch = batch.exclude(*net.recomputed_keys)  # the learner recomputes what the network wrote
-            replay.extend(batch, priority_fn=initial_priority)
+            sequences = replay.cut(batch)
+            replay.add(sequences, initial_priority(sequences))
             recorder.add(batch)
             if exp.counters["iterations"] % sync_every == 0 and cfg.env.num_workers > 1:
                 collector.update_policy_weights_()
@@ -226,7 +232,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
                 grad_norm = nn.utils.clip_grad_norm_(loss_module.parameters(), cfg.optim.max_grad_norm)
                 optimizer.step()
                 target_update.step()
-                replay.update_priorities(sample.get("index"), out["td_error"].cpu(), out["loss_mask"].cpu())
+                replay.update_priorities(sample.get("index"), out["priority"])
             if r.updates_per_batch:
                 exp.log(
                     {

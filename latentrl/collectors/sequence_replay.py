@@ -14,8 +14,10 @@ Parts
 * :class:`SequenceCutter` turns TorchRL collector batches (``[num_envs, T]``,
   time last, each env continuing across calls) into sequences ``[N, L]``,
   ``L = burn_in + seq_len``, keeping the unfinished episodes' steps between calls.
-* the priorities a buffer stores come from the loss
-  (:func:`latentrl.objectives.functional.sequence_priority`).
+* the priorities a buffer stores come from the loss (``R2D2Loss``'s
+  ``"priority"`` output, :func:`latentrl.objectives.functional.sequence_priority`
+  with the loss's ``eta``): the buffer stores what it is given and computes
+  nothing itself, so ``eta`` lives in one place.
 * :class:`SequenceReplayBuffer`: a TorchRL ``TensorDictReplayBuffer`` over
   whole sequences (``LazyTensorStorage``/``LazyMemmapStorage``) with TorchRL's
   ``PrioritizedSampler``: one priority per sequence.
@@ -39,7 +41,6 @@ from torchrl.data import (
 from latentrl.checks import check_range
 from latentrl.collectors.sequence_cutter import DEFAULT_STATE_KEYS, SequenceCutter
 from latentrl.collectors.state import load_replay_buffer_state, replay_buffer_state
-from latentrl.objectives.functional import sequence_priority
 
 __all__ = ["SequenceReplayBuffer"]
 
@@ -54,7 +55,9 @@ class SequenceReplayBuffer:
     of 80 with burn-in 40 and overlap 40, minibatch 64, priority exponent 0.9,
     importance-sampling exponent 0.6, ``eta = 0.9``. ``capacity`` counts sequences.
 
-    New sequences get the largest priority the learner has written so far
+    New sequences get the priorities passed to :meth:`add` (R2D2's actors
+    prioritize what they send by their own TD errors), or else the largest
+    priority the learner has written so far
     (:meth:`update_priorities`), PER's "maximal priority" (Schaul et al. 2016,
     Algorithm 1); before the first update, TorchRL's default ``1.0``. TorchRL's
     own default would keep ``1.0`` for ever, since the value it marks the first
@@ -79,7 +82,6 @@ class SequenceReplayBuffer:
         seq_len, overlap, burn_in, stored_state, state_keys: see :class:`SequenceCutter`.
         batch_size: sequences per ``sample()``.
         alpha: priority exponent. beta: importance-sampling exponent.
-        eta: max/mean mixture of :func:`sequence_priority`.
         eps: added to every priority by the sampler.
         storage: ``"memory"`` or ``"memmap"``.
         scratch_dir: where the memmap files go (``storage="memmap"``).
@@ -96,7 +98,6 @@ class SequenceReplayBuffer:
         batch_size: int = 64,
         alpha: float = 0.9,
         beta: float = 0.6,
-        eta: float = 0.9,
         eps: float = 1e-6,
         storage: str = "memory",
         scratch_dir=None,
@@ -111,13 +112,11 @@ class SequenceReplayBuffer:
             raise ValueError(f"storage must be one of {self.STORAGES}, got storage={storage!r}")
         check_range("SequenceReplayBuffer", "alpha", alpha, 0.0)
         check_range("SequenceReplayBuffer", "beta", beta, 0.0)
-        check_range("SequenceReplayBuffer", "eta", eta, 0.0, 1.0)
         check_range("SequenceReplayBuffer", "eps", eps, 0.0, lo_open=True)  # a zero priority is never sampled
         self.cutter = SequenceCutter(
             seq_len=seq_len, overlap=overlap, burn_in=burn_in, state_keys=state_keys, stored_state=stored_state
         )
         self.capacity = capacity
-        self.eta = eta
         self.storage_kind = storage
         if storage == "memmap":
             store = LazyMemmapStorage(
@@ -133,27 +132,34 @@ class SequenceReplayBuffer:
     def __len__(self) -> int:
         return len(self.buffer)
 
-    def extend(self, batch: TensorDictBase, priority_fn=None) -> int:
-        """Cuts a collector batch and adds the completed sequences; returns how many.
+    def cut(self, batch: TensorDictBase) -> TensorDictBase:
+        """The completed sequences ``[N, L]`` of a collector batch (the cutter keeps the unfinished steps)."""
+        return self.cutter(batch)
 
-        ``priority_fn(sequences) -> [N]`` gives the new sequences their initial
-        priorities, as R2D2's actors do from their own TD errors (Kapturowski
-        et al. 2019, Sec. 2, after Ape-X); without it (or when it returns
-        ``None``) they get the largest priority written so far (PER).
+    def add(self, sequences: TensorDictBase, priority: torch.Tensor | None = None) -> int:
+        """Stores cut sequences with their initial priorities ``[N]``; returns how many.
+
+        ``priority=None`` gives them the largest priority written so far (PER).
+        The shape is checked before anything is stored.
         """
-        seqs = self.cutter(batch)
-        if seqs.shape[0]:
-            priority = None if priority_fn is None else priority_fn(seqs)  # None: the default
-            if priority is not None:  # checked before anything is added
-                priority = torch.as_tensor(priority).detach().to(torch.float32).reshape(-1).cpu()
-                if priority.shape != (seqs.shape[0],):
-                    raise ValueError(f"priority_fn must return one priority per sequence ({seqs.shape[0]}), got shape {tuple(priority.shape)}")
-            index = torch.as_tensor(self.buffer.extend(seqs))
+        n = sequences.shape[0]
+        if priority is not None:
+            priority = torch.as_tensor(priority).detach().to(torch.float32).reshape(-1).cpu()
+            if priority.shape != (n,):
+                raise ValueError(f"SequenceReplayBuffer.add: `priority` must hold one value per sequence ({n}), "
+                                 f"got shape {tuple(priority.shape)}")
+            _check_priority(priority)
+        if n:
+            index = torch.as_tensor(self.buffer.extend(sequences))
             if priority is not None:
                 self.buffer.update_priority(index, priority)
             elif self.max_priority is not None:
-                self.buffer.update_priority(index, torch.full((seqs.shape[0],), self.max_priority))
-        return seqs.shape[0]
+                self.buffer.update_priority(index, torch.full((n,), self.max_priority))
+        return n
+
+    def extend(self, batch: TensorDictBase) -> int:
+        """``add(cut(batch))``: the new sequences with the largest priority written so far."""
+        return self.add(self.cut(batch))
 
     def sample(self, batch_size: int | None = None) -> TensorDictBase:
         """``[B, L]`` sequences with ``"index"`` (storage index, ``[B, L]``) and ``"_weight"``."""
@@ -161,23 +167,23 @@ class SequenceReplayBuffer:
         data.set("_weight", data.get("priority_weight").clone())
         return data
 
-    def update_priorities(self, index: torch.Tensor, td_error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Sets the priorities of the sampled sequences from their TD errors.
+    def update_priorities(self, index: torch.Tensor, priority: torch.Tensor) -> torch.Tensor:
+        """Stores the sampled sequences' new priorities, as the loss computed them.
 
         Args:
             index: the sample's ``"index"`` (``[B]`` or ``[B, L]``).
-            td_error: ``[B, T]`` n-step TD errors.
-            mask: ``[B, T]`` the steps that count (the sample's ``"mask"``, or its
-                training part when ``td_error`` covers only those).
+            priority: ``[B]``, e.g. ``R2D2Loss``'s ``"priority"`` output.
 
         Returns the ``[B]`` priorities written.
         """
         index = torch.as_tensor(index)
         while index.ndim > 1:
             index = index[..., 0]
-        priority = sequence_priority(td_error, mask, self.eta)
+        priority = torch.as_tensor(priority).detach().to(torch.float32).cpu()
         if priority.shape != index.shape:
-            raise ValueError(f"index {tuple(index.shape)} and td_error {tuple(td_error.shape)} disagree on the batch")
+            raise ValueError(f"SequenceReplayBuffer.update_priorities: `index` {tuple(index.shape)} and `priority` "
+                             f"{tuple(priority.shape)} must have one entry per sampled sequence")
+        _check_priority(priority)
         self.buffer.update_priority(index, priority)
         if priority.numel():
             top = float(priority.max())
@@ -204,3 +210,9 @@ class SequenceReplayBuffer:
         self.cutter.load_state_dict(state["cutter"])
         top = float(state.get("max_priority", float("nan")))
         self.max_priority = None if top != top else top
+
+
+def _check_priority(priority: torch.Tensor) -> None:
+    if not bool(torch.isfinite(priority).all()) or bool((priority < 0).any()):
+        raise ValueError("SequenceReplayBuffer: priorities must be finite and >= 0, got "
+                         f"min {float(priority.min()):.3g}, max {float(priority.max()):.3g}")

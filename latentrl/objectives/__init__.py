@@ -16,12 +16,15 @@ a TensorDict whose ``loss_*`` entries the user sums:
 
 The math is in :mod:`latentrl.objectives.functional` and
 :mod:`latentrl.objectives.value` (the value estimators).
+
+Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
 from . import functional, value
 from .baselines import MovingAverageBaseline
 from .dreamer import DreamerActorCriticLoss
 from .dreamer_v3 import DreamerV3ActorCriticLoss, replay_lambda_return
 from .functional import (
+    VTraceOutput,
     kl_balanced,
     kl_dyn_rep,
     kl_free_nats,
@@ -32,10 +35,12 @@ from .functional import (
 )
 from .gumbel_sac import GumbelSACLoss, categorical_entropy
 from .impala import CORRECTIONS, IMPALALoss
-from .r2d2 import HardUpdateEvery, R2D2Loss, delta_q
+from .r2d2 import R2D2Loss, delta_q
+from .target_updates import HardUpdateEvery
 from .two_hot import TWO_HOT_SPACES, two_hot_bins, two_hot_loss, two_hot_value
 from .value import (
     DreamerLambdaEstimator,
+    RescaledNStepDoubleQ,
     VTrace,
     rescaled_n_step_targets,
     value_rescale,
@@ -65,12 +70,14 @@ __all__ = [
     "MovingAverageBaseline",
     "reinforce_surrogate",
     "vtrace",
+    "VTraceOutput",
     "lambda_return",
     "kl_free_nats",
     "kl_balanced",
     "kl_dyn_rep",
     "VTrace",
     "DreamerLambdaEstimator",
+    "RescaledNStepDoubleQ",
     "value_rescale",
     "value_rescale_inverse",
     "rescaled_n_step_targets",

@@ -13,7 +13,8 @@ training steps. For the online network *and* the target network:
 3. unroll over the training steps from the state reached (with gradients for
    the online network).
 
-Targets (:func:`~latentrl.objectives.value.rescaling.rescaled_n_step_targets`):
+Targets (our :class:`~latentrl.objectives.value.RescaledNStepDoubleQ` estimator, by
+default; any TorchRL estimator through ``make_value_estimator``):
 
     y_t = h( sum_{k<n} gamma^k r_{t+k} + gamma^n h^-1( Q_target(s_{t+n}, argmax_a Q(s_{t+n}, a)) ) )
 
@@ -36,13 +37,15 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.modules import set_recurrent_mode
-from torchrl.objectives import HardUpdate, LossModule
+from torchrl.objectives import LossModule, ValueEstimators
+from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimator
 
 from latentrl.checks import require_keys, require_module_inputs
+from latentrl.objectives._estimator_keys import forward_keys
 from latentrl.objectives.functional import sequence_priority
-from latentrl.objectives.value.rescaling import rescaled_n_step_targets
+from latentrl.objectives.value.n_step_double_q import RescaledNStepDoubleQ
 
-__all__ = ["R2D2Loss", "HardUpdateEvery", "delta_q"]
+__all__ = ["R2D2Loss", "delta_q"]
 
 
 def _state_keys(network) -> list[str]:
@@ -71,7 +74,7 @@ class R2D2Loss(LossModule):
         priority_eta: ``eta`` of the sequence priority. Paper: 0.9.
 
     The target network's parameters are TorchRL target parameters: update
-    them with :class:`HardUpdateEvery` ``(loss, value_network_update_interval=2500)``
+    them with :class:`~latentrl.objectives.target_updates.HardUpdateEvery` ``(loss, value_network_update_interval=2500)``
     (paper: every 2500 learner steps).
 
     Input keys (``[B, L]``, see ``set_keys``): the network's inputs and
@@ -91,6 +94,17 @@ class R2D2Loss(LossModule):
     (``set_recurrent_mode(True)``: the LSTM unrolls the whole row from the
     state it is given), whatever mode the caller is in.
 
+    Targets come from ``self.value_estimator`` (``make_value_estimator``):
+    by default :class:`~latentrl.objectives.value.RescaledNStepDoubleQ` with
+    this loss's ``gamma``, ``n_steps`` and ``rescale_eps``. The loss writes
+    the double-Q bootstrap ``Q_target(s_t, argmax_a Q(s_t, a))`` under the
+    ``value`` key and the same shifted one step under ``("next", value)``
+    (what TorchRL's TD estimators read), and ``has_state``; it reads
+    ``value_target`` and, if the estimator writes it, ``target_mask``
+    (otherwise a target is defined where ``s_{t+1}`` exists or ``t``
+    terminates). ``make_value_estimator(ValueEstimators.TD0, gamma=...)``
+    swaps in TorchRL's one-step target (no rescaling).
+
     Output: ``loss`` (scalar), ``priority`` ``[B]`` (detached), ``td_error``
     ``[B, L - burn_in]`` (``|delta|``, detached, zero where not trained),
     ``loss_mask`` and diagnostics (``q_mean``, ``target_mean``).
@@ -108,6 +122,10 @@ class R2D2Loss(LossModule):
         valid: NestedKey = "valid"
         bootstrap: NestedKey = "bootstrap"
         priority_weight: NestedKey = "_weight"
+        value: NestedKey = "state_value"
+        value_target: NestedKey = "value_target"
+        has_state: NestedKey = "has_state"
+        target_mask: NestedKey = "target_mask"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -139,9 +157,39 @@ class R2D2Loss(LossModule):
         self.gamma, self.rescale_eps, self.priority_eta = float(gamma), float(rescale_eps), float(priority_eta)
         self.state_keys = _state_keys(value_network)
         self.convert_to_functional(value_network, "value_network", create_target_params=True)
+        self.make_value_estimator()
+
+    default_value_estimator = None
+    _TORCHRL_ESTIMATORS = {ValueEstimators.TD0: TD0Estimator, ValueEstimators.TD1: TD1Estimator,
+                           ValueEstimators.TDLambda: TDLambdaEstimator}
+
+    def make_value_estimator(self, value_type=None, **hyperparams):
+        """Builds the target estimator (TorchRL's ``make_value_estimator``).
+
+        ``None``: :class:`~latentrl.objectives.value.RescaledNStepDoubleQ`
+        with this loss's ``gamma``, ``n_steps``, ``rescale_eps`` (overridden
+        by ``hyperparams``). ``ValueEstimators.TD0 | TD1 | TDLambda``:
+        TorchRL's estimator with ``value_network=None``, ``gamma`` defaulting
+        to the loss's. A ``ValueEstimatorBase`` instance or subclass is used
+        as given. The loss's keys are forwarded to the estimator.
+        """
+        if value_type is None:
+            hp = dict(gamma=self.gamma, n_steps=self.n_steps, rescale_eps=self.rescale_eps, **hyperparams)
+            value_type, hyperparams = RescaledNStepDoubleQ(**hp), {}
+        elif isinstance(value_type, ValueEstimators):
+            if value_type not in self._TORCHRL_ESTIMATORS:
+                raise NotImplementedError(
+                    f"R2D2Loss: no value estimator for {value_type}; accepted: None (ours), "
+                    f"{sorted(v.name for v in self._TORCHRL_ESTIMATORS)}, or a ValueEstimatorBase instance/subclass"
+                )
+            hp = {"gamma": self.gamma, **hyperparams}
+            value_type, hyperparams = self._TORCHRL_ESTIMATORS[value_type](value_network=None, **hp), {}
+        super().make_value_estimator(value_type, **hyperparams)
+        self._forward_value_estimator_keys()
+        return self
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass
+        forward_keys(self, ("value", "value_target", "reward", "done", "terminated", "has_state", "target_mask"))
 
     @property
     def in_keys(self):
@@ -206,6 +254,28 @@ class R2D2Loss(LossModule):
                 self.value_network(train)
         return train.get(keys.action_value)
 
+    def _targets(self, bootstrap_value, reward, done, terminated, has_state):
+        """``(value_target, target_mask)`` ``[B, T]`` from ``self.value_estimator``."""
+        keys = self.tensor_keys
+        est_keys = self.value_estimator.tensor_keys
+        col = lambda x: x.unsqueeze(-1)  # noqa: E731  (TorchRL's [*B, T, 1] layout)
+        shift = lambda x, fill: torch.cat([x[:, 1:], torch.full_like(x[:, :1], fill)], 1)  # noqa: E731
+        data = TensorDict(
+            {keys.value: col(bootstrap_value), keys.has_state: col(has_state),
+             "next": {keys.reward: col(reward), keys.done: col(done), keys.terminated: col(terminated),
+                      keys.value: col(shift(bootstrap_value, 0.0))}},
+            batch_size=reward.shape,
+        )
+        with torch.no_grad():
+            self.value_estimator(data)
+        target = data.get(est_keys.value_target).reshape(reward.shape)
+        mask_key = getattr(est_keys, "target_mask", None)
+        if mask_key is not None and mask_key in data.keys(True):
+            target_mask = data.get(mask_key).reshape(reward.shape).bool()
+        else:  # a TorchRL estimator: defined where s_{t+1} exists in the sequence, or t terminates
+            target_mask = terminated | shift(has_state, False)
+        return target, target_mask
+
     # --------------------------------------------------------------- forward
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
@@ -243,9 +313,7 @@ class R2D2Loss(LossModule):
         terminated = part.get(("next", keys.terminated)).reshape(shape).bool()
         mask = part.get(keys.mask).reshape(shape).bool()
         has_state = part.get(keys.valid).reshape(shape).bool() | part.get(keys.bootstrap).reshape(shape).bool()
-        target, target_mask = rescaled_n_step_targets(
-            reward, done, terminated, bootstrap_value, has_state, gamma=self.gamma, n=self.n_steps, eps=self.rescale_eps
-        )
+        target, target_mask = self._targets(bootstrap_value, reward, done, terminated, has_state)
         action = part.get(keys.action).to(q.dtype)
         q_taken = (q * action).sum(-1)
         loss_mask = mask & target_mask
@@ -272,23 +340,6 @@ class R2D2Loss(LossModule):
             },
             batch_size=[],
         )
-
-
-class HardUpdateEvery(HardUpdate):
-    """Copies the online parameters into the target parameters every ``value_network_update_interval`` steps.
-
-    TorchRL 0.14.1's ``HardUpdate`` copies on steps ``k + 1, 2(k + 1), ...``
-    for an interval ``k`` (its counter runs 0..k and copies when it equals
-    ``k``): every 2501 steps for 2500 (``UPSTREAM.md`` #13). This subclass
-    copies on steps ``k, 2k, ...`` (R2D2: every 2500 learner steps,
-    Kapturowski et al. 2019, Table 2), with TorchRL's counter and state dict.
-    """
-
-    def __init__(self, loss_module, *, value_network_update_interval: int = 2500):
-        if int(value_network_update_interval) < 1:
-            raise ValueError(f"HardUpdateEvery: `value_network_update_interval` must be >= 1, got {value_network_update_interval}")
-        super().__init__(loss_module, value_network_update_interval=int(value_network_update_interval) - 1)
-        self.interval = int(value_network_update_interval)
 
 
 @torch.no_grad()

@@ -294,9 +294,8 @@ def test_importance_weights_follow_the_per_formula():
     alpha, beta, eps = 0.9, 0.6, 1e-6
     rb = make_buffer(alpha=alpha, beta=beta, eps=eps)
     assert rb.extend(four_sequences()) == 4
-    mask = torch.ones(4, 6, dtype=torch.bool)
     raw = torch.tensor([0.01, 1.0, 2.0, 3.0])
-    written = rb.update_priorities(torch.arange(4), raw[:, None].expand(4, 6), mask)
+    written = rb.update_priorities(torch.arange(4), raw)
     torch.testing.assert_close(written, raw)
     # PER by hand (Schaul et al. 2016, Sec. 3.4): P(i) = p_i^a / sum p^a, w_i = (N P(i))^-b / max_j w_j
     p = (raw.double() + eps) ** alpha
@@ -321,8 +320,8 @@ def test_new_sequences_get_the_max_priority_seen():
     rb.extend(four_sequences())
     tree = rb.sampler._sum_tree
     assert [tree[i] for i in range(4)] == pytest.approx([1.0 + 1e-6] * 4)  # nothing seen yet: 1
-    rb.update_priorities(torch.arange(4), torch.tensor([[0.5], [3.0], [0.2], [0.1]]).expand(4, 6), torch.ones(4, 6))
-    rb.update_priorities(torch.tensor([1]), torch.full((1, 6), 0.3), torch.ones(1, 6))  # 3.0 stays the max seen
+    rb.update_priorities(torch.arange(4), torch.tensor([0.5, 3.0, 0.2, 0.1]))
+    rb.update_priorities(torch.tensor([1]), torch.tensor([0.3]))  # 3.0 stays the max seen
     rb.extend(make_batch([episode_dones([3]), episode_dones([3])], t_offset=6))
     assert len(rb) == 6
     assert [tree[4], tree[5]] == pytest.approx([3.0 + 1e-6] * 2)
@@ -333,7 +332,7 @@ def test_new_sequences_get_the_learners_max_not_torchrls_floor_of_one():
     # R2D2's rescaled TD errors are far below 1: new data must not jump to 1.0
     rb = make_buffer(alpha=1.0, eps=1e-6)
     rb.extend(four_sequences())
-    rb.update_priorities(torch.arange(4), torch.tensor([[0.05], [0.02], [0.01], [0.03]]).expand(4, 6), torch.ones(4, 6))
+    rb.update_priorities(torch.arange(4), torch.tensor([0.05, 0.02, 0.01, 0.03]))
     rb.extend(make_batch([episode_dones([3]), episode_dones([3])], t_offset=6))
     tree = rb.sampler._sum_tree
     assert [tree[4], tree[5]] == pytest.approx([0.05 + 1e-6] * 2)
@@ -341,18 +340,29 @@ def test_new_sequences_get_the_learners_max_not_torchrls_floor_of_one():
     restored.load_state_dict(rb.state_dict())
     assert restored.max_priority == pytest.approx(0.05)
     # or the actor-side initial priorities of R2D2 / Ape-X
-    rb.extend(make_batch([episode_dones([3]), episode_dones([3])], t_offset=10), priority_fn=lambda seqs: torch.tensor([0.7, 0.002]))
+    seqs = rb.cut(make_batch([episode_dones([3]), episode_dones([3])], t_offset=10))
+    assert rb.add(seqs, torch.tensor([0.7, 0.002])) == 2
     assert [tree[6], tree[7]] == pytest.approx([0.7 + 1e-6, 0.002 + 1e-6])
-    with pytest.raises(ValueError, match="one priority per sequence"):
-        rb.extend(make_batch([episode_dones([3]), episode_dones([3])], t_offset=14), priority_fn=lambda seqs: torch.ones(3))
+    seqs = rb.cut(make_batch([episode_dones([3]), episode_dones([3])], t_offset=14))
+    for bad, match in ((torch.ones(3), "one value per sequence"), (torch.tensor([0.1, -1.0]), "finite and >= 0"),
+                       (torch.tensor([0.1, float("nan")]), "finite and >= 0")):
+        with pytest.raises(ValueError, match=match):
+            rb.add(seqs, bad)
+        assert len(rb) == 8  # nothing stored
+    with pytest.raises(ValueError, match="one entry per sampled sequence"):
+        rb.update_priorities(torch.arange(2), torch.ones(3))
 
 
-def test_update_priorities_uses_the_mask():
+def test_the_loss_priority_is_stored_as_given():
+    # one-way: the loss computes eta max + (1 - eta) mean over its mask; the buffer stores that number
+    from latentrl.objectives.functional import sequence_priority
+
     rb = make_buffer(alpha=1.0, eps=1e-6)
     rb.extend(four_sequences())
     sample = rb.sample(4)
     td_error = torch.arange(24.0).reshape(4, 6)
-    rb.update_priorities(sample["index"], td_error, sample["mask"])
+    priority = sequence_priority(td_error, sample["mask"], eta=0.9)
+    rb.update_priorities(sample["index"], priority)
     # each sequence: positions 2, 3, 4 are its training steps (episode of 3)
     expected = 0.9 * td_error[:, 4] + 0.1 * td_error[:, 2:5].mean(1)
     for i, idx in enumerate(sample["index"][:, 0].tolist()):
@@ -388,7 +398,7 @@ def test_buffer_state_dict_resume():
     rb = make_buffer()
     rb.extend(full[:, :17])
     sample = rb.sample()
-    rb.update_priorities(sample["index"], torch.rand(4, 6), sample["mask"])
+    rb.update_priorities(sample["index"], torch.rand(4))
     restored = make_buffer()
     restored.load_state_dict(save_load(rb.state_dict()))
     assert len(restored) == len(rb)
@@ -423,7 +433,6 @@ def test_bad_layout_arguments(kwargs, match):
     [
         ({"storage": "disk"}, r"storage must be one of \('memory', 'memmap'\)"),
         ({"capacity": 0}, "capacity"),
-        ({"eta": 2.0}, "eta"),
         ({"alpha": -1.0}, "alpha"),
     ],
 )

@@ -222,7 +222,7 @@ def test_delta_q_zero_for_fresh_states_and_positive_for_stale_ones():
 
 
 def test_target_network_copied_every_interval_steps():
-    from latentrl.objectives.r2d2 import HardUpdateEvery
+    from latentrl.objectives.target_updates import HardUpdateEvery
 
     net = _net(6)
     loss_module = R2D2Loss(net, burn_in=0, n_steps=N, gamma=GAMMA, rescale_eps=EPS)
