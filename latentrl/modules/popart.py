@@ -45,7 +45,14 @@ class PopArt(nn.Module):
         num_tasks: number of tasks, each with its own output and statistics.
         beta: step size of the moving averages, in ``(0, 1]``.
         epsilon: lower bound on ``sigma`` (keeps ``n(s)`` and the rescale
-            finite while a task's targets are constant).
+            finite while a task's targets are constant); rlax's ``scale_lb``.
+        sigma_max: upper bound on ``sigma`` (rlax's ``scale_ub``, default
+            1e6 as there): a burst of huge targets cannot blow the scale up
+            so far that every other target normalizes to ~0.
+
+    ``sigma`` is ``clip(sqrt(nu - mu^2), epsilon, sigma_max)``, as rlax's
+    ``popart`` clips it; the rescale of the last layer uses the clipped
+    values, so the outputs stay preserved at the bounds too.
 
     The step size is constant, without Adam-style debiasing (our choice):
     the first updates are pulled towards the initial ``mu = 0, nu = 1``. That
@@ -61,7 +68,8 @@ class PopArt(nn.Module):
     working on the same tensors (its moment estimates are not rescaled).
     """
 
-    def __init__(self, in_features: int, num_tasks: int = 1, beta: float = 3e-4, epsilon: float = 1e-4):
+    def __init__(self, in_features: int, num_tasks: int = 1, beta: float = 3e-4, epsilon: float = 1e-4,
+                 sigma_max: float = 1e6):
         super().__init__()
         check_range("PopArt", "beta", beta, 0.0, 1.0, lo_open=True)
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
@@ -69,15 +77,19 @@ class PopArt(nn.Module):
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise InputError(f"PopArt: `in_features` must be an integer >= 1, got {in_features!r}")
         check_range("PopArt", "epsilon", epsilon, 0.0, lo_open=True)
+        check_range("PopArt", "sigma_max", sigma_max, 0.0, lo_open=True)
+        if not sigma_max > epsilon:
+            raise InputError(f"PopArt: `sigma_max` ({sigma_max}) must be greater than `epsilon` ({epsilon})")
         self.num_tasks, self.beta, self.epsilon = int(num_tasks), float(beta), float(epsilon)
+        self.sigma_max = float(sigma_max)
         self.linear = nn.Linear(in_features, self.num_tasks)
         self.register_buffer("mu", torch.zeros(self.num_tasks))
         self.register_buffer("nu", torch.ones(self.num_tasks))
 
     @property
     def sigma(self) -> torch.Tensor:
-        """``sqrt(nu - mu^2)`` per task, floored at ``epsilon``."""
-        return (self.nu - self.mu.square()).clamp_min(0.0).sqrt().clamp_min(self.epsilon)
+        """``sqrt(nu - mu^2)`` per task, clipped to ``[epsilon, sigma_max]``."""
+        return (self.nu - self.mu.square()).clamp_min(0.0).sqrt().clamp(self.epsilon, self.sigma_max)
 
     # ------------------------------------------------------------- task ids
 
@@ -187,4 +199,4 @@ class PopArt(nn.Module):
         b.copy_(((sigma_old * b + mu_old - self.mu) / sigma_new).to(b.dtype))
 
     def extra_repr(self) -> str:
-        return f"num_tasks={self.num_tasks}, beta={self.beta}, epsilon={self.epsilon}"
+        return f"num_tasks={self.num_tasks}, beta={self.beta}, epsilon={self.epsilon}, sigma_max={self.sigma_max}"

@@ -182,3 +182,25 @@ def test_state_dict_and_device_follow_the_module():
     device = "cuda" if torch.cuda.is_available() else "meta"
     moved = head.to(device)
     assert moved.mu.device.type == moved.linear.weight.device.type == device
+
+
+def test_sigma_is_clipped_to_its_bounds_and_outputs_stay_preserved():
+    from latentrl.checks import InputError
+
+    torch.manual_seed(0)
+    head = PopArt(3, beta=1.0, epsilon=0.5, sigma_max=10.0).double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    _, v0 = head(x)
+    head.update(torch.tensor([[1e4], [-1e4]], dtype=torch.float64))  # raw std 1e4
+    assert float(head.sigma) == 10.0  # rlax's scale_ub
+    _, v1 = head(x)
+    torch.testing.assert_close(v1, v0)
+    head.update(torch.full((4, 1), 3.0, dtype=torch.float64))  # raw std 0
+    assert float(head.sigma) == 0.5  # rlax's scale_lb (epsilon)
+    torch.testing.assert_close(head(x)[1], v0)
+    # normalize divides by the clipped scale: 100 above the mean is 200 units of epsilon = 0.5
+    torch.testing.assert_close(head.normalize(torch.tensor([[103.0]], dtype=torch.float64)),
+                               torch.tensor([[200.0]], dtype=torch.float64))
+    for bad in (dict(sigma_max=0.0), dict(sigma_max=float("nan")), dict(epsilon=1.0, sigma_max=1.0)):
+        with pytest.raises(InputError, match="sigma_max"):
+            PopArt(3, **bad)
