@@ -9,6 +9,8 @@
 * :class:`ActorLearner`: IMPALA's asynchronous actors with measured policy lag.
 * :func:`collector_state`, :func:`replay_buffer_state` (and their loaders):
   exact-resume state of a collector and a replay buffer.
+
+Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
 from .actor_learner import BACKENDS, ActorLearner
 from .episode_replay import make_episode_replay, sample_sequences

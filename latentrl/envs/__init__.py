@@ -1,4 +1,7 @@
-"""Environment factories, the partially observable tasks (see :func:`make_env`) and Atari score metrics."""
+"""Environment factories, the partially observable tasks (see :func:`make_env`) and Atari score metrics.
+
+Layers and import rules: ``CONTRIBUTING.md`` in the repository.
+"""
 from .factories import (
     MINIGRID_MEMORY_IDS,
     POMDP_IDS,

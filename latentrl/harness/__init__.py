@@ -1,5 +1,8 @@
 """The experiment harness shared by all examples (config checks, logging,
-progress, evaluation, exact checkpoints). See :class:`Experiment`."""
+progress, evaluation, exact checkpoints). See :class:`Experiment`.
+
+Layers and import rules: ``CONTRIBUTING.md`` in the repository.
+"""
 from .checkpoint import (
     FORMAT,
     VERSION,

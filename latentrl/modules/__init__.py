@@ -10,6 +10,8 @@
   :class:`UnimixOneHotCategorical`.
 * Recurrent agents: :func:`make_actor_critic` (RL-LSTM), :func:`make_recurrent_q_network`
   (R2D2), :class:`PerEnvEpsilonGreedy`; :class:`PopArt`.
+
+Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
 from .actor_critic import (
     DreamerNormalParams,
