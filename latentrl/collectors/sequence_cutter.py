@@ -55,6 +55,7 @@ to a running collector) counts episode steps from there.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -88,6 +89,18 @@ def _check_layout(seq_len, overlap, burn_in) -> None:
         )
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
         raise ValueError(f"burn_in must be an integer >= 0, got burn_in={burn_in!r}")
+
+
+class _Windows(NamedTuple):
+    """The W sequences of one env's episode that are complete now, each of L = burn-in + length steps."""
+
+    env: int  # the env's index in the batch
+    step: torch.Tensor  # [W, L] the episode step of each position (may be < 0 or >= length: padding)
+    valid: torch.Tensor  # [W, L] the position holds a step of the episode
+    rows: torch.Tensor  # [W, L] the positions' rows in the source (0 where not valid)
+    final: int  # the source row of the episode's latest step
+    length: int  # the episode's steps so far
+    ended: bool  # the episode ended with the latest step
 
 
 class _Episode:
@@ -237,7 +250,7 @@ class SequenceCutter:
         source = torch.cat(parts, 0)
         is_init, done = (_any_per_step(batch.get(key)) for key in ("is_init", ("next", "done")))
 
-        windows: list[tuple | None] = []  # see _windows
+        windows: list[_Windows | None] = []
         keep: list[torch.Tensor] = []  # source rows of the steps kept for the next call
         for env, ep in enumerate(self._episodes):
             starts = is_init[env].clone()
@@ -272,9 +285,8 @@ class SequenceCutter:
             return self._empty_like(batch)
         return self._gather(source, windows)
 
-    def _windows(self, ep: _Episode, env: int, ended: bool):
-        """The sequences of ``ep`` complete now, as ``(env, step [W, L], valid [W, L],
-        source rows [W, L], source row of the final step, length so far, ended)``."""
+    def _windows(self, ep: _Episode, env: int, ended: bool) -> _Windows | None:
+        """The sequences of ``ep`` complete now (``None``: none)."""
         n = ep.length
         starts = []
         t0 = ep.next_t0
@@ -290,17 +302,15 @@ class SequenceCutter:
             raise RuntimeError("SequenceCutter dropped steps a sequence still needs")
         rows = torch.where(valid, ep.rows(step.clamp(ep.start, n - 1)), 0)
         final = int(ep.rows(torch.tensor(n - 1)))
-        return env, step, valid, rows, final, n, ended
+        return _Windows(env=env, step=step, valid=valid, rows=rows, final=final, length=n, ended=ended)
 
-    def _gather(self, source: TensorDictBase, windows: list[tuple]) -> TensorDictBase:
+    def _gather(self, source: TensorDictBase, windows: list[_Windows]) -> TensorDictBase:
         L, device = self.sequence_length, source.device
-        step = torch.cat([w[1] for w in windows])
-        valid = torch.cat([w[2] for w in windows])
-        rows = torch.cat([w[3] for w in windows])
-        env = torch.cat([torch.full((w[1].shape[0],), w[0]) for w in windows])
-        length = torch.cat([torch.full((w[1].shape[0],), w[5]) for w in windows])
-        final = torch.cat([torch.full((w[1].shape[0],), w[4]) for w in windows])
-        ended = torch.cat([torch.full((w[1].shape[0],), w[6]) for w in windows])
+        step = torch.cat([w.step for w in windows])
+        valid = torch.cat([w.valid for w in windows])
+        rows = torch.cat([w.rows for w in windows])
+        per_window = lambda name: torch.cat([torch.full((w.step.shape[0],), getattr(w, name)) for w in windows])  # noqa: E731
+        env, length, final, ended = (per_window(name) for name in ("env", "length", "final", "ended"))
         bootstrap = (step == length[:, None]) & ended[:, None]
         out = source[rows.to(device)]  # [N, L]; padding and bootstrap positions: zeros
         if bootstrap.any():

@@ -45,11 +45,10 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
-from torchrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator
 
 from latentrl.checks import check_range, require_keys, require_module_inputs
 from latentrl.modules.popart import PopArt
-from latentrl.objectives._estimator_keys import forward_keys
+from latentrl.objectives._estimator_keys import forward_keys, torchrl_estimator
 from latentrl.objectives.value.vtrace import VTrace
 
 __all__ = ["IMPALALoss", "CORRECTIONS"]
@@ -178,8 +177,7 @@ class IMPALALoss(LossModule):
         super().set_keys(**kwargs)
 
     default_value_estimator = ValueEstimators.VTrace
-    _TORCHRL_ESTIMATORS = {ValueEstimators.TD0: TD0Estimator, ValueEstimators.TD1: TD1Estimator,
-                           ValueEstimators.TDLambda: TDLambdaEstimator, ValueEstimators.GAE: GAE}
+    _TORCHRL_ESTIMATORS = (ValueEstimators.TD0, ValueEstimators.TD1, ValueEstimators.TDLambda, ValueEstimators.GAE)
 
     def make_value_estimator(self, value_type=None, **hyperparams):
         """Builds the estimator of the targets and advantages (TorchRL's ``make_value_estimator``).
@@ -200,10 +198,9 @@ class IMPALALoss(LossModule):
                       lmbda=self.lmbda, **hyperparams)
             value_type, hyperparams = VTrace(actor_network=self.actor_network, value_network=None, **hp), {}
         elif isinstance(value_type, ValueEstimators):
-            if value_type not in self._TORCHRL_ESTIMATORS:
-                raise NotImplementedError(f"IMPALALoss: no value estimator for {value_type}")
-            hp = {"gamma": self.gamma, **hyperparams}
-            value_type, hyperparams = self._TORCHRL_ESTIMATORS[value_type](value_network=None, **hp), {}
+            value_type = torchrl_estimator(self, value_type, self._TORCHRL_ESTIMATORS, "None or VTrace (ours)",
+                                           **hyperparams)
+            hyperparams = {}
         super().make_value_estimator(value_type, **hyperparams)
         self.value_type = type(self._value_estimator)
         self._forward_value_estimator_keys()

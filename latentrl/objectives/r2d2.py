@@ -38,10 +38,9 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import LossModule, ValueEstimators
-from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimator
 
 from latentrl.checks import require_keys, require_module_inputs
-from latentrl.objectives._estimator_keys import forward_keys
+from latentrl.objectives._estimator_keys import forward_keys, torchrl_estimator
 from latentrl.objectives.functional import sequence_priority
 from latentrl.objectives.value.n_step_double_q import RescaledNStepDoubleQ
 
@@ -160,8 +159,7 @@ class R2D2Loss(LossModule):
         self.make_value_estimator()
 
     default_value_estimator = None
-    _TORCHRL_ESTIMATORS = {ValueEstimators.TD0: TD0Estimator, ValueEstimators.TD1: TD1Estimator,
-                           ValueEstimators.TDLambda: TDLambdaEstimator}
+    _TORCHRL_ESTIMATORS = (ValueEstimators.TD0, ValueEstimators.TD1, ValueEstimators.TDLambda)
 
     def make_value_estimator(self, value_type=None, **hyperparams):
         """Builds the target estimator (TorchRL's ``make_value_estimator``).
@@ -177,13 +175,8 @@ class R2D2Loss(LossModule):
             hp = dict(gamma=self.gamma, n_steps=self.n_steps, rescale_eps=self.rescale_eps, **hyperparams)
             value_type, hyperparams = RescaledNStepDoubleQ(**hp), {}
         elif isinstance(value_type, ValueEstimators):
-            if value_type not in self._TORCHRL_ESTIMATORS:
-                raise NotImplementedError(
-                    f"R2D2Loss: no value estimator for {value_type}; accepted: None (ours), "
-                    f"{sorted(v.name for v in self._TORCHRL_ESTIMATORS)}, or a ValueEstimatorBase instance/subclass"
-                )
-            hp = {"gamma": self.gamma, **hyperparams}
-            value_type, hyperparams = self._TORCHRL_ESTIMATORS[value_type](value_network=None, **hp), {}
+            value_type = torchrl_estimator(self, value_type, self._TORCHRL_ESTIMATORS, "None (ours)", **hyperparams)
+            hyperparams = {}
         super().make_value_estimator(value_type, **hyperparams)
         self._forward_value_estimator_keys()
         return self

@@ -101,3 +101,11 @@ def test_estimator_refuses_a_value_network_and_bad_hyperparameters():
         est(TensorDict({"state_value": torch.zeros(2, 3, 1),
                         "next": {"reward": torch.zeros(2, 3, 1), "done": torch.zeros(2, 3, 1, dtype=torch.bool),
                                  "terminated": torch.zeros(2, 3, 1, dtype=torch.bool)}}, [2, 3]))
+
+
+def test_an_unsupported_estimator_member_is_named_with_the_accepted_ones():
+    loss = R2D2Loss(_net(), burn_in=0, n_steps=N, gamma=GAMMA)
+    for member in (ValueEstimators.GAE, ValueEstimators.VTrace):
+        with pytest.raises(NotImplementedError, match=f"R2D2Loss: no value estimator for {member}.*TD0, TD1, TDLambda"):
+            loss.make_value_estimator(member)
+    assert isinstance(loss.value_estimator, RescaledNStepDoubleQ)  # the refused call left the loss as it was
