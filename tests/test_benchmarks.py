@@ -18,6 +18,9 @@ def test_env_throughput_benchmark_prints_json():
     result = json.loads(out.stdout[out.stdout.index("{") :])
     assert set(result["ratio_to_baseline"]) == {"baseline_single_env", "torchrl_async", "latentrl_sync"}
     assert result["ratio_to_baseline"]["baseline_single_env"] == 1.0
+    ratios = result["atari"]["ratio_to_envpool_raw"]
+    assert set(ratios) == {"envpool_raw", "envpool_torchrl", "gymnasium_torchrl"} and ratios["envpool_raw"] == 1.0
+    assert all(v > 0 for v in result["atari"]["agent_steps_per_s"].values())
 
 
 def test_vtrace_speed_benchmark_prints_json():

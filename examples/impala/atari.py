@@ -1,7 +1,7 @@
 """IMPALA on Atari with the paper's Table G1 hyperparameters (``atari.yaml``).
 
     python examples/impala/atari.py                          # Pong
-    python examples/impala/atari.py env.name=atari:Breakout actors.num_actors=8
+    python examples/impala/atari.py env.name=envpool:Breakout actors.num_actors=8
 """
 from __future__ import annotations
 

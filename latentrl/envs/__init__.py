@@ -2,6 +2,7 @@
 
 Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
+from .envpool_atari import EnvPoolAtari, envpool_games
 from .factories import (
     MINIGRID_MEMORY_IDS,
     POMDP_IDS,
@@ -42,6 +43,8 @@ __all__ = [
     "MINIGRID_MEMORY_IDS",
     "SelectObservationIndices",
     "TMazeEnv",
+    "EnvPoolAtari",
+    "envpool_games",
     "CARTPOLE_POSITION_INDICES",
     "MaxPoolFrameSkip",
     "PerEnvConstant",

@@ -12,6 +12,9 @@ name                        what you get
                             ``pixels=True``, ``pixels`` rendered at
                             ``image_size`` (default 64)
 ``atari:Pong``              ALE game with the IMPALA preprocessing (below)
+``envpool:Pong``            the same game, specs and preprocessing, stepped by
+                            envpool's C++ pool (:class:`~latentrl.envs.envpool_atari.EnvPoolAtari`;
+                            ``pip install -e ".[atari]"``)
 ``minigrid:MiniGrid-...``   minigrid through ``ImgObsWrapper`` (egocentric
                             7x7x3 view under ``observation``)
 ``pomdp:masked-cartpole``   CartPole-v1 with the velocities removed
@@ -77,6 +80,7 @@ PREFIXES = {
     "gym": "any registered gymnasium id (the default when no prefix is given), e.g. CartPole-v1",
     "dmc": "dm_control suite '<domain>-<task>', e.g. dmc:cartpole-swingup",
     "atari": "an ALE game with IMPALA preprocessing, e.g. atari:Pong",
+    "envpool": "the same Atari game and preprocessing stepped by envpool (batched C++), e.g. envpool:Pong",
     "minigrid": "a minigrid id, e.g. minigrid:MiniGrid-MemoryS7-v0",
     "pomdp": "latentrl's partially observable tasks: masked-cartpole, tmaze",
 }
@@ -119,6 +123,14 @@ def _atari_games() -> list[str]:
     return sorted(k[len("ALE/") : -len("-v5")] for k in _gym_registry() if k.startswith("ALE/") and k.endswith("-v5"))
 
 
+def _envpool_games() -> list[str]:
+    try:
+        from .envpool_atari import envpool_games
+    except ImportError as err:  # pragma: no cover - envpool is in the atari and test extras
+        raise ImportError('make_env("envpool:..."): envpool is not installed; pip install -e ".[atari]"') from err
+    return envpool_games()
+
+
 def _minigrid_ids() -> list[str]:
     import minigrid  # noqa: F401  (registers the ids)
 
@@ -137,6 +149,7 @@ def accepted_ids(prefix: str) -> list[str]:
         "gym": _gym_ids,
         "dmc": _dmc_ids,
         "atari": _atari_games,
+        "envpool": _envpool_games,
         "minigrid": _minigrid_ids,
         "pomdp": lambda: list(POMDP_IDS),
     }
@@ -296,6 +309,30 @@ def _make_atari(
     return single() if num_envs == 1 else SerialEnv(num_envs, single)
 
 
+def _make_envpool(
+    game: str,
+    num_envs: int,
+    device,
+    train: bool = True,
+    frame_skip: int = 4,
+    noop_max: int = 30,
+    screen_size: int = 84,
+    frame_stack: int = 4,
+    repeat_action_probability: float = 0.0,
+    full_action_space: bool = False,
+    num_threads: int = 0,
+) -> EnvBase:
+    match = {g.lower(): g for g in _envpool_games()}.get(game.lower())
+    if match is None:
+        raise _unknown_id("envpool", game)
+    from .envpool_atari import EnvPoolAtari
+
+    return EnvPoolAtari(match, num_envs, train=train, frame_skip=frame_skip, noop_max=noop_max,
+                        screen_size=screen_size, frame_stack=frame_stack,
+                        repeat_action_probability=repeat_action_probability, full_action_space=full_action_space,
+                        num_threads=num_threads, device=device)
+
+
 def _make_minigrid(env_id: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
     if env_id not in _minigrid_ids():
         raise _unknown_id("minigrid", env_id)
@@ -316,6 +353,7 @@ _FAMILIES: dict[str, Callable[..., EnvBase]] = {
     "gym": _make_gym,
     "dmc": _make_dmc,
     "atari": _make_atari,
+    "envpool": _make_envpool,
     "minigrid": _make_minigrid,
     "pomdp": _make_pomdp,
 }
@@ -343,7 +381,7 @@ def make_env(
         **kwargs: family options: ``pixels``, ``image_size``, ``action_repeat``,
             ``camera_id`` (dmc); ``frame_skip``, ``noop_max``,
             ``screen_size``, ``frame_stack``, ``repeat_action_probability``,
-            ``full_action_space`` (atari); ``delay``, ``num_cues`` (tmaze);
+            ``full_action_space`` (atari, envpool), ``num_threads`` (envpool); ``delay``, ``num_cues`` (tmaze);
             gymnasium ``make`` keywords (gym, minigrid).
 
     Raises:
@@ -359,7 +397,7 @@ def make_env(
         prefix, env_id = "gym", name
     if prefix not in _FAMILIES:
         raise UnknownEnvironmentError(_unknown_prefix_message(prefix))
-    if prefix == "atari":
+    if prefix in ("atari", "envpool"):
         kwargs["train"] = bool(train)
     env = _FAMILIES[prefix](env_id, int(num_envs), device, **kwargs)
     if seed is not None:
@@ -406,7 +444,13 @@ def make_recurrent_env(
     Module-level, so ``functools.partial(make_recurrent_env, ...)`` pickles into
     collector worker processes.
     """
-    from torchrl.envs import Compose, InitTracker, RewardSum, StepCounter, TransformedEnv
+    from torchrl.envs import (
+        Compose,
+        InitTracker,
+        RewardSum,
+        StepCounter,
+        TransformedEnv,
+    )
 
     from .previous import PreviousActionReward
     from .transforms import PerEnvConstant
