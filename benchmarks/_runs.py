@@ -66,10 +66,18 @@ def run_variants(
     return runs
 
 
-def per_variant(runs: list[dict], key: str = "final_eval_return") -> dict[str, dict[str, float]]:
-    """Mean and median of ``key`` over seeds, per variant."""
+def per_variant(runs: list[dict], key: str = "final_eval_return", reps: int = 50_000) -> dict[str, dict[str, float]]:
+    """Per variant: the per-seed values of ``key``, their mean and median, and the IQM with rliable's 95% interval.
+
+    Per-seed values vary across machines (floating-point order, asynchronous
+    actors); the IQM and its interval are what to compare.
+    """
+    from latentrl.harness.seeds import iqm_interval
+
     out = {}
     for variant in dict.fromkeys(r["variant"] for r in runs):
         values = [r[key] for r in runs if r["variant"] == variant]
-        out[variant] = {"mean": round(statistics.fmean(values), 1), "median": round(statistics.median(values), 1)}
+        iqm = {k: round(v, 1) for k, v in iqm_interval(values, reps).items()}
+        out[variant] = {"per_seed": values, "mean": round(statistics.fmean(values), 1),
+                        "median": round(statistics.median(values), 1), **iqm}
     return out

@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra config overrides, key=value")
     args = parser.parse_args()
     runs = run_variants("r2d2", {v: VARIANTS[v] for v in args.variants}, args.seeds, args.overrides, extra=_delta_q)
-    print(json.dumps({"benchmark": "r2d2_masked_cartpole", "final_eval_return": per_variant(runs), "runs": runs}, indent=2))
+    print(json.dumps({"benchmark": "r2d2_masked_cartpole", "final_eval_return": per_variant(runs),
+                      "best_eval_return": per_variant(runs, "best_eval_return"), "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

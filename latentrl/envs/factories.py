@@ -15,6 +15,9 @@ name                        what you get
 ``envpool:Pong``            the same game, specs and preprocessing, stepped by
                             envpool's C++ pool (:class:`~latentrl.envs.envpool_atari.EnvPoolAtari`;
                             ``pip install -e ".[atari]"``)
+``minatar:Breakout``        MinAtar (Young & Tian 2019): 10x10 games with
+                            sticky actions (0.1) and the full 6 actions;
+                            float32 ``observation`` of shape [C, 10, 10]
 ``minigrid:MiniGrid-...``   minigrid through ``ImgObsWrapper`` (egocentric
                             7x7x3 view under ``observation``)
 ``pomdp:masked-cartpole``   CartPole-v1 with the velocities removed
@@ -42,12 +45,14 @@ from torchrl.envs import (
     CatTensors,
     Compose,
     DoubleToFloat,
+    DTypeCastTransform,
     EndOfLifeTransform,
     EnvBase,
     GrayScale,
     GymEnv,
     GymWrapper,
     NoopResetEnv,
+    PermuteTransform,
     RenameTransform,
     Resize,
     RewardClipping,
@@ -81,6 +86,7 @@ PREFIXES = {
     "dmc": "dm_control suite '<domain>-<task>', e.g. dmc:cartpole-swingup",
     "atari": "an ALE game with IMPALA preprocessing, e.g. atari:Pong",
     "envpool": "the same Atari game and preprocessing stepped by envpool (batched C++), e.g. envpool:Pong",
+    "minatar": "a MinAtar game (Young & Tian 2019), e.g. minatar:Breakout",
     "minigrid": "a minigrid id, e.g. minigrid:MiniGrid-MemoryS7-v0",
     "pomdp": "latentrl's partially observable tasks: masked-cartpole, tmaze",
 }
@@ -105,12 +111,12 @@ def _gym_registry() -> list[str]:
 
 
 def _gym_ids() -> list[str]:
-    """Gymnasium ids that are not Atari or minigrid (those have their own prefixes)."""
+    """Gymnasium ids that are not Atari, MinAtar or minigrid (those have their own prefixes)."""
     import gymnasium
 
     def foreign(spec) -> bool:
         entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
-        return entry.startswith(("ale_py", "minigrid", "shimmy"))
+        return entry.startswith(("ale_py", "minigrid", "minatar", "shimmy"))
 
     return sorted(k for k, spec in gymnasium.registry.items() if not foreign(spec))
 
@@ -129,6 +135,13 @@ def _envpool_games() -> list[str]:
     except ImportError as err:  # pragma: no cover - envpool is in the atari and test extras
         raise ImportError('make_env("envpool:..."): envpool is not installed; pip install -e ".[atari]"') from err
     return envpool_games()
+
+
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+
+
+def _minatar_ids() -> list[str]:
+    return list(MINATAR_GAMES)
 
 
 def _minigrid_ids() -> list[str]:
@@ -150,6 +163,7 @@ def accepted_ids(prefix: str) -> list[str]:
         "dmc": _dmc_ids,
         "atari": _atari_games,
         "envpool": _envpool_games,
+        "minatar": _minatar_ids,
         "minigrid": _minigrid_ids,
         "pomdp": lambda: list(POMDP_IDS),
     }
@@ -333,6 +347,25 @@ def _make_envpool(
                         num_threads=num_threads, device=device)
 
 
+def _make_minatar(game: str, num_envs: int, device, minimal_action_set: bool = False,
+                  sticky_action_prob: float = 0.1, difficulty_ramping: bool = True) -> EnvBase:
+    match = {g.lower(): g for g in MINATAR_GAMES}.get(game.lower())
+    if match is None:
+        raise _unknown_id("minatar", game)
+    try:
+        import minatar.gym
+    except ImportError as err:  # pragma: no cover - minatar is in the test extra
+        raise ImportError('make_env("minatar:..."): minatar is not installed; pip install minatar') from err
+    env_id = f"MinAtar/{match}-{'v1' if minimal_action_set else 'v0'}"
+    if env_id not in _gym_registry():
+        minatar.gym.register_envs()
+    kwargs = dict(sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
+    base = _make_gym(env_id, num_envs, device, **kwargs)
+    # MinAtar's state is [10, 10, C] booleans: channels first, as floats
+    return TransformedEnv(base, Compose(PermuteTransform((-1, -3, -2), in_keys=["observation"]),
+                                        DTypeCastTransform(torch.bool, torch.float32, in_keys=["observation"])))
+
+
 def _make_minigrid(env_id: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
     if env_id not in _minigrid_ids():
         raise _unknown_id("minigrid", env_id)
@@ -354,6 +387,7 @@ _FAMILIES: dict[str, Callable[..., EnvBase]] = {
     "dmc": _make_dmc,
     "atari": _make_atari,
     "envpool": _make_envpool,
+    "minatar": _make_minatar,
     "minigrid": _make_minigrid,
     "pomdp": _make_pomdp,
 }

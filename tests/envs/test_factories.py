@@ -98,7 +98,7 @@ def test_unknown_name_lists_prefixes_and_ids(name, listed):
 
 
 def test_accepted_ids_and_prefixes():
-    assert set(PREFIXES) == {"gym", "dmc", "atari", "envpool", "minigrid", "pomdp"}
+    assert set(PREFIXES) == {"gym", "dmc", "atari", "envpool", "minatar", "minigrid", "pomdp"}
     assert "CartPole-v1" in accepted_ids("gym")
     assert not any(i.startswith(("ALE/", "MiniGrid")) for i in accepted_ids("gym"))
     assert "Pong" in accepted_ids("atari")
