@@ -141,3 +141,40 @@ def test_dreamer_v3_update_benchmark_prints_json():
     assert set(result["phases_seconds"]) == {"world_model_forward", "actor_critic_forward", "backward_and_step"}
     assert result["ratio_ours_over_torchrl"] == result["seconds_per_update"] / result["torchrl_seconds_per_update"]
     assert result["gflops_per_update"] > 0 and 0 < result["flop_efficiency"]
+
+
+def test_rl_lstm_vs_recurrent_ppo_benchmark_prints_per_seed_values_and_their_iqm():
+    import importlib.util
+
+    agents = ["rl_lstm"] + (["recurrent_ppo"] if importlib.util.find_spec("sb3_contrib") else [])
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rl_lstm_vs_recurrent_ppo.py"), "--seeds", "0", "--frames", "2048",
+         "--agents", *agents],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    assert set(result["final_eval_return"]) == set(agents)
+    for agent in agents:
+        summary = result["final_eval_return"][agent]
+        assert len(summary["per_seed"]) == 1 and summary["ci95_low"] <= summary["iqm"] <= summary["ci95_high"]
+    assert all(run["frames_per_s"] > 0 and run["frames"] >= 2048 for run in result["runs"])
+
+
+def test_impala_cartpole_benchmark_reports_entropy_and_updates_per_run():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "impala_cartpole.py"), "--seeds", "0", "--variants", "batch8", "batch32", "--",
+         "actors.backend=sync", "actors.num_actors=1", "env.envs_per_actor=4", "learner.total_frames=640",
+         "eval.interval_frames=640", "eval.episodes=2", "eval.max_steps=20", "checkpoint.interval_frames=null"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    updates = {run["variant"]: run["updates"] for run in result["runs"]}
+    assert updates == {"batch8": 4, "batch32": 1}  # 640 frames of 20-step unrolls
+    assert all(0 < run["entropy_last_tenth"] <= 0.6932 for run in result["runs"])
+    assert set(result["final_eval_return"]) == {"batch8", "batch32"}

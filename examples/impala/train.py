@@ -238,6 +238,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
         actor_learner.push_weights()  # the actors were built with the weights from before the checkpoint
 
     run_dir = Path(exp.run_dir)
+    entropies = []  # per update (since the start or resume): the policy's mean entropy; the summary reports the last tenth
     try:
         for batch in exp.iterate(actor_learner):
             batch = batch.to(device)
@@ -251,6 +252,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
             scheduler.step()
             actor_learner.learner_step()
             lag = batch.get("policy_lag").float()
+            entropies.append(float(losses["entropy"]))
             exp.log(
                 {
                     "train/loss_objective": losses["loss_objective"],
@@ -266,7 +268,11 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
             )
         lags = actor_learner.lag_histogram()
         log_lag_histogram(exp, lags, run_dir)
-        summary = exp.finish(extra={"policy_lag_mean": actor_learner.mean_lag(), "policy_lag_histogram": {str(k): v for k, v in lags.items()}})
+        tail = entropies[-max(1, len(entropies) // 10):]
+        summary = exp.finish(extra={"policy_lag_mean": actor_learner.mean_lag(),
+                                    "policy_lag_histogram": {str(k): v for k, v in lags.items()},
+                                    "entropy_last_tenth": sum(tail) / len(tail) if tail else None,
+                                    "updates": exp.counters["iterations"]})
     finally:
         actor_learner.shutdown()
         eval_env.close()

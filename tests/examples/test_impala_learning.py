@@ -25,6 +25,16 @@ def test_learns_cartpole_within_500k_frames(impala, tmp_path):
     assert summary["final_eval_return"] >= 450, summary
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="target not met (README, 2026-12-03): batch 8 reaches 500 on every seed, but seeds 1 and 2 "
+    "collapse late to 184 and 174 (critic loss x7-20, the cart leaves the track); batch 32 ends 221-338",
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_holds_450_at_the_end_on_each_of_three_seeds(impala, tmp_path, seed):
+    assert _run(impala, tmp_path, "config", seed=seed)["final_eval_return"] >= 450
+
+
 @pytest.fixture(scope="module")
 def multitask_runs(impala, tmp_path_factory):
     """Seed 0 of the multi-task demo, with and without PopArt: final evaluation per task (unscaled, max 500)."""
