@@ -20,9 +20,10 @@ import json
 import time
 
 import torch
-from _flops import count_flops, gemm_gflops
 from tensordict import TensorDict
 from torchrl.trainers.algorithms import DreamerV3Optimizer
+
+from _flops import count_flops, gemm_gflops
 
 from latentrl.modules import (
     SIZES,

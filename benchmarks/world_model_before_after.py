@@ -73,10 +73,7 @@ class Old:
             self.loss = OldLoss(self.wm, "planet")
             self.ac = None
         else:
-            from latentrl_baseline.objectives.dreamer import DreamerActor, make_critic
-            from latentrl_baseline.objectives.dreamer import (
-                DreamerActorCriticLoss as OldAC,
-            )
+            from latentrl_baseline.objectives.dreamer import DreamerActor, DreamerActorCriticLoss as OldAC, make_critic
 
             self.loss = OldLoss(self.wm, "dreamer_v2", kl_scale=1.0, free_nats=1.0)
             self.actor = DreamerActor(self.wm.feature_dim, ACT, discrete=False, units=200, layers=2)

@@ -57,13 +57,7 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torchrl.data import Composite, Unbounded
 from torchrl.envs.model_based.dreamer import DreamerEnv
-from torchrl.modules import (
-    MLP,
-    RSSMPosterior,
-    RSSMPrior,
-    RSSMRollout,
-    WorldModelWrapper,
-)
+from torchrl.modules import MLP, RSSMPosterior, RSSMPrior, RSSMRollout, WorldModelWrapper
 from torchrl.objectives import DreamerModelLoss
 
 from latentrl.modules.world_model import RSSMImagine, make_world_model
