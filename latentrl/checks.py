@@ -44,7 +44,10 @@ def check_range(
     """``value`` (a number, or every entry of a tensor) lies in the interval; NaN never does."""
     if value is None and optional:
         return
-    if isinstance(value, torch.Tensor):
+    if type(value) is float or type(value) is int:  # the common case, before the slower isinstance checks
+        low = high = float(value)
+        bad = low != low  # NaN
+    elif isinstance(value, torch.Tensor):
         if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
             raise InputError(f"{owner}: `{name}` must be a number or a real tensor, got a {value.dtype} tensor")
         if value.numel() == 0:

@@ -196,15 +196,13 @@ _KERNEL = None  # False: numba is missing
 
 
 def _use_kernel(tensors) -> bool:
-    first = next(iter(tensors.values()))
-    if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
-        return False
-    if any(t.device.type != "cpu" for t in tensors.values()):
-        return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors.values()):
-        return False
-    values = [tensors[k] for k in _VALUES]
-    if first.dtype not in (torch.float32, torch.float64) or any(v.dtype != first.dtype for v in values):
+    """CPU tensors without autograd, the values all float32 or all float64, and numba importable."""
+    grad = torch.is_grad_enabled()
+    for t in tensors.values():  # one pass: this runs on every call
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or (grad and t.requires_grad):
+            return False
+    dtype = tensors[_VALUES[0]].dtype
+    if dtype not in (torch.float32, torch.float64) or any(tensors[k].dtype != dtype for k in _VALUES):
         return False
     return _kernel() is not None
 
@@ -221,11 +219,16 @@ def _kernel():
     return _KERNEL or None
 
 
+def _time_is_last(shape, time_dim: int) -> bool:
+    """Rows of ``shape`` are contiguous in time: time last, or TorchRL's ``[*B, T, 1]``."""
+    n = len(shape)
+    return time_dim % n == n - 1 or (time_dim % n == n - 2 and shape[-1] == 1)
+
+
 def _rows(x: torch.Tensor, time_dim: int, t: int):
     """``[*B, T, *F]`` -> a ``[N, T]`` numpy view (a copy only if the layout needs one)."""
-    a = x.detach().numpy()
-    if time_dim % a.ndim == a.ndim - 1 or (time_dim % a.ndim == a.ndim - 2 and a.shape[-1] == 1):
-        return a.reshape(-1, t)  # TorchRL's [*B, T, 1]: no move needed
+    if _time_is_last(x.shape, time_dim):
+        return x.detach().numpy().reshape(-1, t)  # no move needed
     return x.detach().movedim(time_dim, -1).reshape(-1, t).numpy()
 
 
@@ -237,19 +240,23 @@ def _vtrace_kernel(log_rhos, state_value, next_state_value, reward, done, termin
                    pg_rho_bar, lmbda, time_dim):
     shape, dtype = state_value.shape, state_value.dtype
     t = shape[time_dim]
-    moved = state_value.movedim(time_dim, -1).shape
     per_step = isinstance(gamma, torch.Tensor) and gamma.numel() > 1
     value_rows = _rows(state_value, time_dim, t)
     gamma_rows = _rows(torch.broadcast_to(gamma.to(dtype), shape), time_dim, t) if per_step else value_rows
-    outputs = [torch.empty(moved, dtype=dtype) for _ in range(3)]
-    cast = outputs[0].numpy().dtype.type
+    # one allocation for the three outputs; in the input's own layout when its rows are contiguous in time
+    in_place = _time_is_last(shape, time_dim)
+    out = torch.empty((3, *(shape if in_place else state_value.movedim(time_dim, -1).shape)), dtype=dtype)
+    rows = out.numpy().reshape(3, -1, t)
+    cast = rows.dtype.type
     sentinel = _kernel()(
         _rows(log_rhos.exp(), time_dim, t), _rows(log_rhos, time_dim, t), value_rows,
         _rows(next_state_value, time_dim, t), _rows(reward, time_dim, t), _rows(done, time_dim, t),
         _rows(terminated, time_dim, t), gamma_rows, per_step, cast(math.nan if per_step else _as_float(gamma)),
         cast(_as_float(rho_bar)), cast(_as_float(c_bar)), cast(_as_float(pg_rho_bar)), cast(lmbda),
-        *(o.view(-1, t).numpy() for o in outputs),
+        rows[0], rows[1], rows[2],
     )
     if not math.isfinite(sentinel):
         return None
-    return VTraceOutput(*(o.movedim(-1, time_dim) for o in outputs))
+    if in_place:
+        return VTraceOutput(out[0], out[1], out[2])
+    return VTraceOutput(*(o.movedim(-1, time_dim) for o in out))
