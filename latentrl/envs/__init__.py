@@ -4,6 +4,7 @@ Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
 from .envpool_atari import EnvPoolAtari, envpool_games
 from .factories import (
+    MINATAR_GAMES,
     MINIGRID_MEMORY_IDS,
     POMDP_IDS,
     PREFIXES,
@@ -41,6 +42,7 @@ __all__ = [
     "PREFIXES",
     "POMDP_IDS",
     "MINIGRID_MEMORY_IDS",
+    "MINATAR_GAMES",
     "SelectObservationIndices",
     "TMazeEnv",
     "EnvPoolAtari",

@@ -34,7 +34,6 @@ only (``train=True``), the end of a life is flagged under ``"end-of-life"``
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import Any, Callable
 
@@ -61,6 +60,23 @@ from torchrl.envs import (
     TransformedEnv,
 )
 
+# the ids and their error live in ids.py; re-exported here, where make_env's users look for them
+from .ids import (  # noqa: F401
+    MINATAR_GAMES,
+    MINIGRID_MEMORY_IDS,
+    POMDP_IDS,
+    PREFIXES,
+    UnknownEnvironmentError,
+    _atari_games,
+    _dmc_ids,
+    _envpool_games,
+    _gym_registry,
+    _match_game,
+    _minigrid_ids,
+    _unknown_id,
+    _unknown_prefix_message,
+    accepted_ids,
+)
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
 from .transforms import MaxPoolFrameSkip
 
@@ -74,119 +90,6 @@ __all__ = [
     "MINIGRID_MEMORY_IDS",
     "accepted_ids",
 ]
-
-
-class UnknownEnvironmentError(ValueError):
-    """Raised by :func:`make_env` for a name no family accepts."""
-
-
-#: prefix -> what it accepts (shown in errors and the README)
-PREFIXES = {
-    "gym": "any registered gymnasium id (the default when no prefix is given), e.g. CartPole-v1",
-    "dmc": "dm_control suite '<domain>-<task>', e.g. dmc:cartpole-swingup",
-    "atari": "an ALE game with IMPALA preprocessing, e.g. atari:Pong",
-    "envpool": "the same Atari game and preprocessing stepped by envpool (batched C++), e.g. envpool:Pong",
-    "minatar": "a MinAtar game (Young & Tian 2019), e.g. minatar:Breakout",
-    "minigrid": "a minigrid id, e.g. minigrid:MiniGrid-MemoryS7-v0",
-    "pomdp": "latentrl's partially observable tasks: masked-cartpole, tmaze",
-}
-POMDP_IDS = ("masked-cartpole", "tmaze")
-MINIGRID_MEMORY_IDS = (
-    "MiniGrid-MemoryS7-v0",
-    "MiniGrid-MemoryS9-v0",
-    "MiniGrid-MemoryS11-v0",
-    "MiniGrid-MemoryS13-v0",
-    "MiniGrid-MemoryS13Random-v0",
-    "MiniGrid-MemoryS17Random-v0",
-)
-
-
-# --------------------------------------------------------------------------
-# id listings (used by the error message)
-# --------------------------------------------------------------------------
-def _gym_registry() -> list[str]:
-    import gymnasium
-
-    return list(gymnasium.registry.keys())
-
-
-def _gym_ids() -> list[str]:
-    """Gymnasium ids that are not Atari, MinAtar or minigrid (those have their own prefixes)."""
-    import gymnasium
-
-    def foreign(spec) -> bool:
-        entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
-        return entry.startswith(("ale_py", "minigrid", "minatar", "shimmy"))
-
-    return sorted(k for k, spec in gymnasium.registry.items() if not foreign(spec))
-
-
-def _atari_games() -> list[str]:
-    import ale_py
-    import gymnasium
-
-    gymnasium.register_envs(ale_py)
-    return sorted(k[len("ALE/") : -len("-v5")] for k in _gym_registry() if k.startswith("ALE/") and k.endswith("-v5"))
-
-
-def _envpool_games() -> list[str]:
-    try:
-        from .envpool_atari import envpool_games
-    except ImportError as err:  # pragma: no cover - envpool is in the atari and test extras
-        raise ImportError('make_env("envpool:..."): envpool is not installed; pip install -e ".[atari]"') from err
-    return envpool_games()
-
-
-MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
-
-
-def _minatar_ids() -> list[str]:
-    return list(MINATAR_GAMES)
-
-
-def _minigrid_ids() -> list[str]:
-    import minigrid  # noqa: F401  (registers the ids)
-
-    return sorted(k for k in _gym_registry() if k.startswith("MiniGrid-"))
-
-
-def _dmc_ids() -> list[str]:
-    from dm_control import suite
-
-    return sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
-
-
-def accepted_ids(prefix: str) -> list[str]:
-    """The ids ``make_env`` accepts after ``prefix:``."""
-    listing = {
-        "gym": _gym_ids,
-        "dmc": _dmc_ids,
-        "atari": _atari_games,
-        "envpool": _envpool_games,
-        "minatar": _minatar_ids,
-        "minigrid": _minigrid_ids,
-        "pomdp": lambda: list(POMDP_IDS),
-    }
-    if prefix not in listing:
-        raise UnknownEnvironmentError(_unknown_prefix_message(prefix))
-    return listing[prefix]()
-
-
-def _unknown_prefix_message(prefix: str) -> str:
-    lines = [f"unknown environment prefix '{prefix}:'. Accepted prefixes:"]
-    lines += [f"  {p}: {what}" for p, what in PREFIXES.items()]
-    return "\n".join(lines)
-
-
-def _unknown_id(prefix: str, env_id: str) -> UnknownEnvironmentError:
-    ids = accepted_ids(prefix)
-    close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.5)
-    lines = [f"unknown {prefix} environment '{env_id}'."]
-    if close:
-        lines.append("Did you mean: " + ", ".join(f"{prefix}:{c}" for c in close) + "?")
-    lines.append(f"Accepted {prefix} ids: " + ", ".join(ids))
-    lines.append("Accepted prefixes: " + ", ".join(f"{p}:" for p in PREFIXES) + " (gym: is the default)")
-    return UnknownEnvironmentError("\n".join(lines))
 
 
 def _check_kwargs(family: str, kwargs: dict, accepted: tuple[str, ...]) -> None:
@@ -293,10 +196,7 @@ def _make_atari(
     repeat_action_probability: float = 0.0,
     full_action_space: bool = False,
 ) -> EnvBase:
-    games = _atari_games()
-    match = {g.lower(): g for g in games}.get(game.lower())
-    if match is None:
-        raise _unknown_id("atari", game)
+    match = _match_game("atari", game)
 
     def single() -> EnvBase:
         base = GymEnv(
@@ -336,9 +236,7 @@ def _make_envpool(
     full_action_space: bool = False,
     num_threads: int = 0,
 ) -> EnvBase:
-    match = {g.lower(): g for g in _envpool_games()}.get(game.lower())
-    if match is None:
-        raise _unknown_id("envpool", game)
+    match = _match_game("envpool", game)
     from .envpool_atari import EnvPoolAtari
 
     return EnvPoolAtari(match, num_envs, train=train, frame_skip=frame_skip, noop_max=noop_max,
@@ -349,9 +247,7 @@ def _make_envpool(
 
 def _make_minatar(game: str, num_envs: int, device, minimal_action_set: bool = False,
                   sticky_action_prob: float = 0.1, difficulty_ramping: bool = True) -> EnvBase:
-    match = {g.lower(): g for g in MINATAR_GAMES}.get(game.lower())
-    if match is None:
-        raise _unknown_id("minatar", game)
+    match = _match_game("minatar", game)
     try:
         import minatar.gym
     except ImportError as err:  # pragma: no cover - minatar is in the test extra
