@@ -9,6 +9,7 @@ The policy lag of every frame is measured and logged.
     python examples/impala/train.py                          # CartPole-v1, 2 actors
     python examples/impala/train.py loss.correction=none     # an ablation of the paper
     python examples/impala/train.py --config-name atari      # Atari, Table G1 hyperparameters
+    python examples/impala/train.py --config-name minatar    # MinAtar Breakout, MinAtar's network, a CPU budget
     python examples/impala/train.py --config-name popart_multitask loss.popart=true   # CartPole x1, x100, x10^4
 
 Everything reusable comes from the package: ``make_env`` (envs),
@@ -40,12 +41,13 @@ from latentrl.harness import (
     run,
 )
 from latentrl.modules.popart import PopArt
+from latentrl.modules.q_networks import MinAtarTorso
 from latentrl.objectives.impala import CORRECTIONS, IMPALALoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
 CHOICES = {
     **HARNESS_CHOICES,
-    "model.torso": ("mlp", "cnn"),
+    "model.torso": ("mlp", "cnn", "minatar"),
     "actors.backend": BACKENDS,
     "loss.correction": CORRECTIONS,
     "optim.name": ("rmsprop", "adam"),
@@ -127,7 +129,8 @@ def make_agent(cfg: DictConfig, env) -> tuple[ProbabilisticActor, TensorDictModu
     shape = env.observation_spec[obs_key].shape[len(env.batch_size) :]
     hidden = list(cfg.model.hidden)
     tasks = num_tasks(cfg)
-    head = PopArt(hidden[-1] if cfg.model.torso == "mlp" else 256, num_tasks=tasks, beta=cfg.loss.popart_beta)
+    width = {"mlp": hidden[-1], "cnn": 256, "minatar": 128}[cfg.model.torso]
+    head = PopArt(width, num_tasks=tasks, beta=cfg.loss.popart_beta)
     head_keys = ["critic_features", "task_id"] if tasks > 1 else ["critic_features"]
     popart = head if cfg.loss.popart else None
     if cfg.model.torso == "mlp":
@@ -145,13 +148,16 @@ def make_agent(cfg: DictConfig, env) -> tuple[ProbabilisticActor, TensorDictModu
             )
     else:
         if len(shape) != 3:
-            raise ConfigError(f"config key 'model.torso': 'cnn' needs image observations; {cfg.env.name!r} gives {tuple(shape)}")
-        torso = TensorDictModule(ShallowCNN(shape[0], shape[-1]), [obs_key], ["critic_features"])
-        actor_logits = TensorDictSequential(torso, TensorDictModule(nn.Linear(256, n_actions), ["critic_features"], ["logits"]))
+            raise ConfigError(
+                f"config key 'model.torso': {cfg.model.torso!r} needs image observations; {cfg.env.name!r} gives {tuple(shape)}"
+            )
+        net = ShallowCNN(shape[0], shape[-1]) if cfg.model.torso == "cnn" else MinAtarTorso(shape[0], shape[1:])
+        torso = TensorDictModule(net, [obs_key], ["critic_features"])
+        actor_logits = TensorDictSequential(torso, TensorDictModule(nn.Linear(width, n_actions), ["critic_features"], ["logits"]))
         value = (
             TensorDictModule(head, head_keys, ["normalized_value", "state_value"])
             if popart is not None or tasks > 1
-            else TensorDictModule(nn.Linear(256, 1), ["critic_features"], ["state_value"])
+            else TensorDictModule(nn.Linear(width, 1), ["critic_features"], ["state_value"])
         )
         critic = TensorDictSequential(torso, value)  # the torso is shared with the actor
     actor = ProbabilisticActor(

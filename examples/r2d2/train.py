@@ -12,6 +12,7 @@ n-step double-Q targets, and writes back the sequence priorities.
     python examples/r2d2/train.py replay.stored_state=false replay.burn_in=0   # the zero-state baseline
     python examples/r2d2/train.py --config-name minigrid             # MiniGrid-MemoryS7
     python examples/r2d2/train.py --config-name atari                # Atari, Table 2 hyper-parameters
+    python examples/r2d2/train.py --config-name minatar env.name=minatar:SpaceInvaders   # MinAtar's network, a CPU budget
 
 Everything reusable comes from the package: ``make_recurrent_env`` (envs),
 ``make_recurrent_q_network`` and ``PerEnvEpsilonGreedy`` (modules),
@@ -55,7 +56,7 @@ from latentrl.objectives.target_updates import HardUpdateEvery
 CONFIG_DIR = Path(__file__).resolve().parent
 CHOICES = {
     **HARNESS_CHOICES,
-    "model.encoder": ("mlp", "atari"),
+    "model.encoder": ("mlp", "atari", "minatar"),
     "replay.storage": ("memory", "memmap"),
     "replay.initial_priority": ("td_error", "max_seen"),
 }
@@ -96,8 +97,10 @@ def make_network(cfg: DictConfig, env):
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no discrete (one-hot) action space")
     obs_key = "observation" if "observation" in env.observation_spec.keys() else "pixels"
     obs_shape = env.observation_spec[obs_key].shape[len(env.batch_size) :]
-    if cfg.model.encoder == "atari" and len(obs_shape) != 3:
-        raise ConfigError(f"config key 'model.encoder': 'atari' needs image observations; {cfg.env.name!r} gives {tuple(obs_shape)}")
+    if cfg.model.encoder in ("atari", "minatar") and len(obs_shape) != 3:
+        raise ConfigError(
+            f"config key 'model.encoder': {cfg.model.encoder!r} needs image observations; {cfg.env.name!r} gives {tuple(obs_shape)}"
+        )
     return make_recurrent_q_network(
         obs_shape,
         env.action_spec.space.n,

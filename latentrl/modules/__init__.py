@@ -51,6 +51,7 @@ from .planners import CEMPlanner, cem_plan
 from .popart import PopArt
 from .q_networks import (
     AtariTorso,
+    MinAtarTorso,
     DuelingHead,
     PerEnvEpsilonGreedy,
     RecurrentQNetwork,
@@ -131,6 +132,7 @@ __all__ = [
     "RecurrentQNetwork",
     "DuelingHead",
     "AtariTorso",
+    "MinAtarTorso",
     "PerEnvEpsilonGreedy",
     "apex_epsilons",
 ]

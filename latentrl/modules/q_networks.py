@@ -32,6 +32,7 @@ from torchrl.modules import LSTMModule
 __all__ = [
     "DuelingHead",
     "AtariTorso",
+    "MinAtarTorso",
     "RecurrentQNetwork",
     "make_recurrent_q_network",
     "apex_epsilons",
@@ -112,6 +113,36 @@ class AtariTorso(nn.Module):
         return out.reshape(*leading, self.out_features)
 
 
+class MinAtarTorso(nn.Module):
+    """The MinAtar network of Young & Tian 2019 (Section 4): one convolution of
+    16 3x3 filters stride 1 with a ReLU, flattened, then a linear layer of 128
+    units with a ReLU. Input ``[*, C, 10, 10]`` (channels first, any leading
+    dimensions), output ``[*, out_features]``. Boolean or integer inputs are
+    cast to the default float dtype.
+    """
+
+    def __init__(self, in_channels: int, image_size: Sequence[int] = (10, 10), out_features: int = 128):
+        super().__init__()
+        self.in_channels, self.image_size, self.out_features = in_channels, tuple(image_size), out_features
+        h, w = (s - 2 for s in self.image_size)
+        if h < 1 or w < 1:
+            raise ValueError(f"MinAtarTorso: image_size {self.image_size} is too small for a 3x3 convolution")
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(16 * h * w, out_features), nn.ReLU())
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[-3:] != (self.in_channels, *self.image_size):
+            raise ValueError(
+                f"MinAtarTorso: expected frames [*, {self.in_channels}, {self.image_size[0]}, {self.image_size[1]}], "
+                f"got {tuple(frames.shape)}"
+            )
+        if not frames.is_floating_point():
+            frames = frames.to(torch.get_default_dtype())
+        leading = frames.shape[:-3]
+        out = self.linear(self.conv(frames.reshape(-1, *frames.shape[-3:])))
+        return out.reshape(*leading, self.out_features)
+
+
 class _MLPEncoder(nn.Module):
     """Flattens the observation's ``len(obs_shape)`` last dims, then Linear+ReLU layers."""
 
@@ -159,8 +190,8 @@ class RecurrentQNetwork(TensorDictSequential):
 
     @property
     def encoder(self) -> nn.Module | None:
-        """The :class:`AtariTorso` or MLP encoder."""
-        return self._find((AtariTorso, _MLPEncoder))
+        """The :class:`AtariTorso`, :class:`MinAtarTorso` or MLP encoder."""
+        return self._find((AtariTorso, MinAtarTorso, _MLPEncoder))
 
     @property
     def lstm_module(self) -> LSTMModule | None:
@@ -210,13 +241,14 @@ def make_recurrent_q_network(
 
     Args:
         obs_shape: shape of one observation (``(obs_dim,)`` for ``"mlp"``,
-            ``(C, H, W)`` for ``"atari"``).
+            ``(C, H, W)`` for ``"atari"`` and ``"minatar"``).
         n_actions: number of discrete actions (the size of ``"prev_action"``
             and of ``"action_value"``).
 
     Keyword Args:
         observation_key: where the observation is read.
-        encoder: ``"atari"`` (:class:`AtariTorso`, Mnih et al. 2015, 512 out)
+        encoder: ``"atari"`` (:class:`AtariTorso`, Mnih et al. 2015, 512 out),
+            ``"minatar"`` (:class:`MinAtarTorso`, Young & Tian 2019, 128 out)
             or ``"mlp"`` (Linear+ReLU layers of ``mlp_hidden``, for vector
             observations).
         mlp_hidden: widths of the ``"mlp"`` encoder.
@@ -235,16 +267,17 @@ def make_recurrent_q_network(
         written to ``("next", ...)``, reset at ``"is_init"``.
     """
     obs_shape = tuple(int(s) for s in obs_shape)
-    if encoder == "atari":
+    if encoder in ("atari", "minatar"):
         if len(obs_shape) != 3:
-            raise ValueError(f"make_recurrent_q_network: encoder='atari' needs obs_shape (C, H, W), got {obs_shape}")
-        enc = AtariTorso(in_channels=obs_shape[0], image_size=obs_shape[1:])
+            raise ValueError(f"make_recurrent_q_network: encoder={encoder!r} needs obs_shape (C, H, W), got {obs_shape}")
+        torso = AtariTorso if encoder == "atari" else MinAtarTorso
+        enc = torso(in_channels=obs_shape[0], image_size=obs_shape[1:])
         enc_out = enc.out_features
     elif encoder == "mlp":
         enc = _MLPEncoder(obs_shape, mlp_hidden)
         enc_out = enc.out_features
     else:
-        raise ValueError(f"make_recurrent_q_network: encoder must be 'mlp' or 'atari', got {encoder!r}")
+        raise ValueError(f"make_recurrent_q_network: encoder must be 'mlp', 'atari' or 'minatar', got {encoder!r}")
     core_in = enc_out + n_actions + 1
     modules = [
         TensorDictModule(enc, in_keys=[observation_key], out_keys=["q_embedding"]),

@@ -82,6 +82,21 @@ def test_atari_config_runs_with_the_shallow_network(impala, tmp_path):
     assert summary["frames"] == 240
 
 
+def test_minatar_config_runs_with_the_minatar_torso(impala, tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        config_name="minatar",
+        actors={"backend": "sync", "num_actors": 1, "unroll_length": 20},
+        learner={"batch_size": 4, "total_frames": 480},
+        eval={"interval_frames": 240, "episodes": 2, "max_steps": 50},
+    )
+    assert (cfg.env.name, cfg.model.torso, cfg.optim.lr, cfg.optim.eps) == ("minatar:Breakout", "minatar", 0.0006, 0.01)
+    summary = impala.train(cfg, config_name="minatar")
+    assert summary["frames"] == 480 and summary["final_eval"]["episodes"] == 2
+    with pytest.raises(ConfigError, match="'model.torso': 'minatar' needs image observations"):
+        impala.train(_cfg(tmp_path, name="bad", model={"torso": "minatar"}))
+
+
 @pytest.mark.parametrize("popart", [True, False])
 def test_popart_multitask_config_runs_and_reports_each_task(impala, tmp_path, popart):
     cfg = _cfg(

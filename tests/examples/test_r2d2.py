@@ -79,6 +79,14 @@ def test_minigrid_config_runs(r2d2, tmp_path):
     assert r2d2.train(cfg, config_name="minigrid")["frames"] == 200
 
 
+def test_minatar_config_runs_with_the_minatar_torso(r2d2, tmp_path):
+    base = example_config("r2d2", {}, config_name="minatar")
+    assert (base.env.name, base.model.encoder, base.optim.eps, base.loss.n_steps) == ("minatar:Breakout", "minatar", 1e-3, 5)
+    cfg = _cfg(tmp_path, config_name="minatar", env={"envs_per_worker": 2}, actors={"frames_per_batch": 40, "total_frames": 400})
+    summary = r2d2.train(cfg, config_name="minatar")
+    assert summary["frames"] == 400 and summary["final_eval"]["episodes"] == 2
+
+
 def test_atari_config_has_table_2_and_runs(r2d2, tmp_path):
     base = example_config("r2d2", {}, config_name="atari")
     assert (base.optim.lr, base.optim.eps, base.replay.batch_size, base.replay.seq_len, base.replay.burn_in) == (1e-4, 1e-3, 64, 80, 40)

@@ -9,7 +9,13 @@ from torchrl.modules import LSTMModule, QValueModule, set_recurrent_mode
 
 from latentrl.envs import make_env
 from latentrl.envs.previous import PreviousActionReward
-from latentrl.modules.q_networks import AtariTorso, DuelingHead, RecurrentQNetwork, make_recurrent_q_network
+from latentrl.modules.q_networks import (
+    AtariTorso,
+    DuelingHead,
+    MinAtarTorso,
+    RecurrentQNetwork,
+    make_recurrent_q_network,
+)
 
 OBS, A, H = 5, 3, 16
 
@@ -169,6 +175,39 @@ def test_atari_torso_shapes():
     torch.testing.assert_close(torso(u8), torso(u8.float() / 255))
     with pytest.raises(ValueError, match="expected frames"):
         torso(torch.rand(2, 3, 84, 84))
+
+
+def test_minatar_torso_is_young_and_tian_network():
+    torso = MinAtarTorso(4)
+    conv, linear = torso.conv[0], torso.linear[0]
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride) == (4, 16, (3, 3), (1, 1))
+    assert (linear.in_features, linear.out_features) == (16 * 8 * 8, 128)
+    x = torch.rand(2, 3, 4, 10, 10) > 0.7  # MinAtar's boolean channels
+    y = torso(x)
+    assert y.shape == (2, 3, 128) and (y >= 0).all()
+    manual = torch.relu(linear(torch.relu(conv(x[1, 2].float()[None])).flatten(1)))[0]
+    torch.testing.assert_close(y[1, 2], manual)
+    with pytest.raises(ValueError, match=r"expected frames \[\*, 4, 10, 10\]"):
+        torso(torch.rand(2, 10, 10, 4))
+
+
+def test_minatar_network_in_recurrent_mode():
+    net = make_recurrent_q_network((6, 10, 10), 3, encoder="minatar", lstm_hidden=16, head_hidden=8)
+    data = TensorDict(
+        observation=torch.rand(2, 3, 6, 10, 10),
+        prev_action=torch.zeros(2, 3, 3),
+        prev_reward=torch.zeros(2, 3, 1),
+        is_init=torch.zeros(2, 3, 1, dtype=torch.bool),
+        batch_size=[2, 3],
+    )
+    with set_recurrent_mode(True):
+        out = net(data)
+    assert out["action_value"].shape == (2, 3, 3) and out["q_embedding"].shape == (2, 3, 128)
+    assert isinstance(net.encoder, MinAtarTorso)
+    with pytest.raises(ValueError, match="encoder='minatar' needs obs_shape"):
+        make_recurrent_q_network((4,), 2, encoder="minatar")
+    with pytest.raises(ValueError, match="'mlp', 'atari' or 'minatar'"):
+        make_recurrent_q_network((4,), 2, encoder="conv")
 
 
 def test_atari_network_in_recurrent_mode():
