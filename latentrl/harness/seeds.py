@@ -9,6 +9,10 @@ the harness's CSV logs (``<run_dir>/logs/scalars/<metric>.csv``)::
 
 prints JSON with, per seed, the final and the best value (within ``--until``
 frames when given) and the IQM of each across seeds with its 95% interval.
+Per-seed values already reported (a README table) get theirs with
+``--values``::
+
+    python -m latentrl.harness.seeds --values 485.9 465.0 500.0
 """
 from __future__ import annotations
 
@@ -69,11 +73,18 @@ def seed_summary(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("run_dirs", nargs="*", help="one run dir per seed")
+    parser.add_argument("--values", type=float, nargs="+", default=None, metavar="V",
+                        help="per-seed values instead of run dirs: prints their IQM and 95%% interval")
     parser.add_argument("--metric", default="eval/return")
     parser.add_argument("--until", type=int, default=None, help="only rows at or before this many frames")
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples")
     args = parser.parse_args(argv)
+    if bool(args.run_dirs) == (args.values is not None):
+        parser.error("give run dirs (one per seed) or --values V [V ...], not both and not neither")
+    if args.values is not None:
+        print(json.dumps({"values": args.values, **iqm_interval(args.values, args.reps)}, indent=2))
+        return
     print(json.dumps(seed_summary(args.run_dirs, args.metric, args.until, args.reps), indent=2))
 
 

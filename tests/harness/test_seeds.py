@@ -36,3 +36,14 @@ def test_seed_summary_reads_final_and_best_within_the_budget(tmp_path, capsys):
         seed_summary([a], until=5)
     with pytest.raises(FileNotFoundError, match="eval/nothing"):
         seed_summary([a], metric="eval/nothing")
+
+
+def test_values_from_a_table_get_their_iqm(tmp_path, capsys):
+    main(["--values", "1", "2", "3", "4", "--reps", "500"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["values"] == [1.0, 2.0, 3.0, 4.0] and out["iqm"] == pytest.approx(2.5)
+    assert out == {"values": [1.0, 2.0, 3.0, 4.0], **iqm_interval([1, 2, 3, 4], reps=500)}
+    for argv in ([], [str(_run(tmp_path, "s0", [(10, 1.0)])), "--values", "1"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "give run dirs (one per seed) or --values" in capsys.readouterr().err
