@@ -16,6 +16,7 @@ interval. Per-seed values vary across machines. Needs the benchmark extra
 (``pip install -e ".[bench]"``).
 
     OMP_NUM_THREADS=1 python benchmarks/rl_lstm_vs_recurrent_ppo.py --seeds 0 1 2 [--agents rl_lstm recurrent_ppo]
+        [--rl-lstm-overrides ppo.epochs=20]
 """
 from __future__ import annotations
 
@@ -92,13 +93,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--agents", nargs="+", default=["rl_lstm", "recurrent_ppo"], choices=["rl_lstm", "recurrent_ppo"])
     parser.add_argument("--frames", type=int, default=None, help="default: the RL-LSTM config's collector.total_frames")
+    parser.add_argument("--rl-lstm-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotlist overrides of the RL-LSTM config, e.g. ppo.epochs=20")
     args = parser.parse_args()
     torch.set_num_threads(1)
     frames = args.frames or int(OmegaConf.load(ROOT / "examples" / "rl_lstm" / "config.yaml").collector.total_frames)
     runs = []
     if "rl_lstm" in args.agents:
         over = [f"collector.total_frames={frames}"] if args.frames else []
-        for run in run_variants("rl_lstm", {"rl_lstm": []}, args.seeds, over):
+        for run in run_variants("rl_lstm", {"rl_lstm": list(args.rl_lstm_overrides)}, args.seeds, over):
             run["frames_per_s"] = round(run["frames"] / run["wall_s"])
             runs.append(run)
     if "recurrent_ppo" in args.agents:

@@ -163,6 +163,17 @@ def test_rl_lstm_vs_recurrent_ppo_benchmark_prints_per_seed_values_and_their_iqm
     assert all(run["frames_per_s"] > 0 and run["frames"] >= 2048 for run in result["runs"])
 
 
+def test_rl_lstm_vs_recurrent_ppo_benchmark_passes_its_overrides_to_the_rl_lstm_config():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rl_lstm_vs_recurrent_ppo.py"), "--seeds", "0", "--frames", "2048",
+         "--agents", "rl_lstm", "--rl-lstm-overrides", "ppo.epochs=0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode != 0 and "'ppo.epochs'" in out.stderr and "an integer >= 1" in out.stderr
+
+
 def test_impala_cartpole_benchmark_reports_entropy_and_updates_per_run():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "impala_cartpole.py"), "--seeds", "0", "--variants", "batch8", "batch32", "--",
