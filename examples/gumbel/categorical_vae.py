@@ -30,6 +30,7 @@ of the test curves.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -39,8 +40,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchrl.record.loggers import get_logger
 
-from latentrl.harness import HARNESS_CHOICES, check_config, default_run_dir, plot_learning_curve, run, seed_everything
-from latentrl.modules.distributions import GumbelSoftmax, StraightThroughOneHotCategorical, independent
+from latentrl.harness import (
+    HARNESS_CHOICES,
+    check_config,
+    default_run_dir,
+    plot_learning_curve,
+    run,
+    seed_everything,
+)
+from latentrl.modules.distributions import (
+    GumbelSoftmax,
+    StraightThroughOneHotCategorical,
+    independent,
+)
 from latentrl.objectives.baselines import MovingAverageBaseline
 from latentrl.objectives.functional import reinforce_surrogate
 
@@ -168,17 +180,27 @@ def train_one(cfg: DictConfig, estimator: str, seed: int, data, logger) -> list[
 
 
 def format_table(results: dict[str, dict[int, float]]) -> str:
+    """Per-seed values, mean, std and (with rliable, ``latentrl[results]``) the IQM with its 95% interval."""
+    from latentrl.harness.seeds import iqm_interval
+
+    if importlib.util.find_spec("rliable") is None:
+        iqm_interval = None
     seeds = sorted({s for r in results.values() for s in r})
     rows = sorted(results.items(), key=lambda kv: sum(kv[1].values()) / len(kv[1]))
+    iqm_head = " IQM [95% CI] |" if iqm_interval else ""
     lines = [
-        "| estimator | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
-        "|---|" + "---|" * (len(seeds) + 2),
+        "| estimator | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |" + iqm_head,
+        "|---|" + "---|" * (len(seeds) + 2 + bool(iqm_interval)),
     ]
     for name, per_seed in rows:
         values = torch.tensor([per_seed[s] for s in seeds])
         std = values.std(unbiased=False).item() if len(values) > 1 else 0.0
+        iqm = ""
+        if iqm_interval:
+            out = iqm_interval(values.tolist())
+            iqm = f" {out['iqm']:.2f} [{out['ci95_low']:.2f}, {out['ci95_high']:.2f}] |"
         lines.append(
-            f"| {name} | " + " | ".join(f"{v:.2f}" for v in values.tolist()) + f" | {values.mean():.2f} | {std:.2f} |"
+            f"| {name} | " + " | ".join(f"{v:.2f}" for v in values.tolist()) + f" | {values.mean():.2f} | {std:.2f} |" + iqm
         )
     return "\n".join(lines)
 

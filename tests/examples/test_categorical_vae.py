@@ -112,7 +112,7 @@ def test_cli_end_to_end(tmp_path):
         cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "| estimator | seed 0 | seed 1 | mean | std |" in out.stdout
+    assert "| estimator | seed 0 | seed 1 | mean | std | IQM [95% CI] |" in out.stdout
     bad = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "gumbel" / "categorical_vae.py"), "train.stepz=3"],
         capture_output=True,
