@@ -189,3 +189,22 @@ def test_impala_cartpole_benchmark_reports_entropy_and_updates_per_run():
     assert updates == {"batch8": 4, "batch32": 1}  # 640 frames of 20-step unrolls
     assert all(0 < run["entropy_last_tenth"] <= 0.6932 for run in result["runs"])
     assert set(result["final_eval_return"]) == {"batch8", "batch32"}
+
+
+def test_minatar_benchmark_reports_the_training_return_beside_young_and_tian():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "minatar_games.py"), "--agents", "impala", "--games", "Breakout",
+         "--window", "400", "--", "learner.total_frames=800", "learner.batch_size=2", "actors.backend=sync",
+         "actors.num_actors=1", "env.envs_per_actor=4", "eval.episodes=2", "eval.max_steps=50",
+         "eval.interval_frames=400", "checkpoint.interval_frames=null"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    impala = result["agents"]["impala"]
+    (run,) = impala["runs"]
+    assert run["frames"] == 800 and run["train_rows_in_window"] == 400 // (2 * 20)  # one row per update of 2 x 20 frames
+    assert impala["train_return_last_window"]["Breakout"]["per_seed"] == [run["train_return_last_window"]]
+    assert "young_tian_AC(0.8)_at_800_frames" in impala  # no reference at a frame count the curves were not read at
