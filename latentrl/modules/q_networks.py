@@ -70,7 +70,29 @@ class DuelingHead(nn.Module):
         return value + advantage - advantage.mean(-1, keepdim=True)
 
 
-class AtariTorso(nn.Module):
+class _ImageTorso(nn.Module):
+    """``convs`` then ``linear`` over ``[*, C, H, W]`` frames with any leading dimensions, shapes checked."""
+
+    in_channels: int
+    image_size: tuple[int, int]
+    out_features: int
+
+    def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[-3:] != (self.in_channels, *self.image_size):
+            raise ValueError(
+                f"{type(self).__name__}: expected frames [*, {self.in_channels}, {self.image_size[0]}, {self.image_size[1]}], "
+                f"got {tuple(frames.shape)}"
+            )
+        frames = self._to_float(frames)
+        leading = frames.shape[:-3]
+        out = self.linear(self.convs(frames.reshape(-1, *frames.shape[-3:])))
+        return out.reshape(*leading, self.out_features)
+
+
+class AtariTorso(_ImageTorso):
     """The convolutional torso of Mnih et al. 2015 (Nature DQN, Methods).
 
     32 8x8 filters stride 4, 64 4x4 stride 2, 64 3x3 stride 1, each followed
@@ -100,20 +122,11 @@ class AtariTorso(nn.Module):
             raise ValueError(f"AtariTorso: image_size {self.image_size} is too small for the 8/4, 4/2, 3/1 convolutions")
         self.linear = nn.Sequential(nn.Linear(64 * h * w, out_features), nn.ReLU())
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        if frames.shape[-3:] != (self.in_channels, *self.image_size):
-            raise ValueError(
-                f"AtariTorso: expected frames [*, {self.in_channels}, {self.image_size[0]}, {self.image_size[1]}], "
-                f"got {tuple(frames.shape)}"
-            )
-        if frames.dtype == torch.uint8:
-            frames = frames.float() / 255.0
-        leading = frames.shape[:-3]
-        out = self.linear(self.convs(frames.reshape(-1, *frames.shape[-3:])))
-        return out.reshape(*leading, self.out_features)
+    def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
 
 
-class MinAtarTorso(nn.Module):
+class MinAtarTorso(_ImageTorso):
     """The MinAtar network of Young & Tian 2019 (Section 4): one convolution of
     16 3x3 filters stride 1 with a ReLU, flattened, then a linear layer of 128
     units with a ReLU. Input ``[*, C, 10, 10]`` (channels first, any leading
@@ -127,20 +140,11 @@ class MinAtarTorso(nn.Module):
         h, w = (s - 2 for s in self.image_size)
         if h < 1 or w < 1:
             raise ValueError(f"MinAtarTorso: image_size {self.image_size} is too small for a 3x3 convolution")
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
+        self.convs = nn.Sequential(nn.Conv2d(in_channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
         self.linear = nn.Sequential(nn.Linear(16 * h * w, out_features), nn.ReLU())
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        if frames.shape[-3:] != (self.in_channels, *self.image_size):
-            raise ValueError(
-                f"MinAtarTorso: expected frames [*, {self.in_channels}, {self.image_size[0]}, {self.image_size[1]}], "
-                f"got {tuple(frames.shape)}"
-            )
-        if not frames.is_floating_point():
-            frames = frames.to(torch.get_default_dtype())
-        leading = frames.shape[:-3]
-        out = self.linear(self.conv(frames.reshape(-1, *frames.shape[-3:])))
-        return out.reshape(*leading, self.out_features)
+    def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames if frames.is_floating_point() else frames.to(torch.get_default_dtype())
 
 
 class _MLPEncoder(nn.Module):

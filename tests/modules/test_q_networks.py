@@ -179,7 +179,7 @@ def test_atari_torso_shapes():
 
 def test_minatar_torso_is_young_and_tian_network():
     torso = MinAtarTorso(4)
-    conv, linear = torso.conv[0], torso.linear[0]
+    conv, linear = torso.convs[0], torso.linear[0]
     assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride) == (4, 16, (3, 3), (1, 1))
     assert (linear.in_features, linear.out_features) == (16 * 8 * 8, 128)
     x = torch.rand(2, 3, 4, 10, 10) > 0.7  # MinAtar's boolean channels
@@ -191,10 +191,12 @@ def test_minatar_torso_is_young_and_tian_network():
         torso(torch.rand(2, 10, 10, 4))
 
 
-def test_minatar_network_in_recurrent_mode():
-    net = make_recurrent_q_network((6, 10, 10), 3, encoder="minatar", lstm_hidden=16, head_hidden=8)
+@pytest.mark.parametrize("encoder, shape, embedding", [("minatar", (6, 10, 10), 128), ("atari", (4, 84, 84), 512)])
+def test_image_network_in_recurrent_mode(encoder, shape, embedding):
+    torch.manual_seed(0)
+    net = make_recurrent_q_network(shape, 3, encoder=encoder, lstm_hidden=16, head_hidden=8)
     data = TensorDict(
-        observation=torch.rand(2, 3, 6, 10, 10),
+        observation=torch.rand(2, 3, *shape),
         prev_action=torch.zeros(2, 3, 3),
         prev_reward=torch.zeros(2, 3, 1),
         is_init=torch.zeros(2, 3, 1, dtype=torch.bool),
@@ -202,27 +204,12 @@ def test_minatar_network_in_recurrent_mode():
     )
     with set_recurrent_mode(True):
         out = net(data)
-    assert out["action_value"].shape == (2, 3, 3) and out["q_embedding"].shape == (2, 3, 128)
-    assert isinstance(net.encoder, MinAtarTorso)
-    with pytest.raises(ValueError, match="encoder='minatar' needs obs_shape"):
-        make_recurrent_q_network((4,), 2, encoder="minatar")
+    assert out["action_value"].shape == (2, 3, 3) and out["q_embedding"].shape == (2, 3, embedding)
+    assert isinstance(net.encoder, MinAtarTorso if encoder == "minatar" else AtariTorso)
+    with pytest.raises(ValueError, match=f"encoder='{encoder}' needs obs_shape"):
+        make_recurrent_q_network((4,), 2, encoder=encoder)
     with pytest.raises(ValueError, match="'mlp', 'atari' or 'minatar'"):
         make_recurrent_q_network((4,), 2, encoder="conv")
-
-
-def test_atari_network_in_recurrent_mode():
-    torch.manual_seed(0)
-    net = make_recurrent_q_network((4, 84, 84), 6, encoder="atari", lstm_hidden=32, head_hidden=16)
-    data = TensorDict(
-        observation=torch.rand(2, 3, 4, 84, 84),
-        prev_action=torch.zeros(2, 3, 6),
-        prev_reward=torch.zeros(2, 3, 1),
-        is_init=torch.zeros(2, 3, 1, dtype=torch.bool),
-        batch_size=[2, 3],
-    )
-    with set_recurrent_mode(True):
-        out = net(data)
-    assert out["action_value"].shape == (2, 3, 6) and out["q_embedding"].shape == (2, 3, 512)
 
 
 @pytest.mark.parametrize("feedforward", [False, True])
