@@ -46,13 +46,22 @@ from .dreamer_v3_nets import (
     v3_mlp,
 )
 from .latent_policy import LatentPolicy
+from .memory import (
+    MemoryReader,
+    MemoryReset,
+    MemoryState,
+    MemoryWriter,
+    memory_read,
+    memory_reset,
+    memory_write,
+)
 from .onehot_linear import OneHotBlockLinear, PartsMLP, one_hot_block
 from .planners import CEMPlanner, cem_plan
 from .popart import PopArt
 from .q_networks import (
     AtariTorso,
-    MinAtarTorso,
     DuelingHead,
+    MinAtarTorso,
     PerEnvEpsilonGreedy,
     RecurrentQNetwork,
     apex_epsilons,
@@ -126,6 +135,13 @@ __all__ = [
     "PartsMLP",
     "one_hot_block",
     "PopArt",
+    "MemoryState",
+    "MemoryReset",
+    "MemoryReader",
+    "MemoryWriter",
+    "memory_read",
+    "memory_write",
+    "memory_reset",
     "make_actor_critic",
     "recurrent_primers",
     "make_recurrent_q_network",
