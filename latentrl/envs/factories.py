@@ -20,6 +20,9 @@ name                        what you get
                             float32 ``observation`` of shape [C, 10, 10]
 ``minigrid:MiniGrid-...``   minigrid through ``ImgObsWrapper`` (egocentric
                             7x7x3 view under ``observation``)
+``popgym:RepeatFirstEasy``  POPGym (Morad et al. 2023): a flat float32
+                            ``observation`` (one-hot for discrete spaces) and
+                            one discrete action (``pip install -e ".[popgym]"``)
 ``pomdp:masked-cartpole``   CartPole-v1 with the velocities removed
 ``pomdp:tmaze``             delayed-recall T-maze (``delay``, ``num_cues``)
 ==========================  ==================================================
@@ -34,6 +37,7 @@ only (``train=True``), the end of a life is flagged under ``"end-of-life"``
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Callable
 
@@ -115,12 +119,16 @@ def _vector_gym(env_id: str, num_envs: int, **gym_kwargs) -> EnvBase:
         vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
         **gym_kwargs,
     )
+    return _quiet_gym_wrapper(vec)
+
+
+def _quiet_gym_wrapper(env, **kwargs) -> EnvBase:
     # GymWrapper probes the info dict with a dummy rollout and logs it at INFO level each time
     log = logging.getLogger("torchrl")
     level = log.level
     log.setLevel(logging.WARNING)
     try:
-        return GymWrapper(vec)
+        return GymWrapper(env, **kwargs)
     finally:
         log.setLevel(level)
 
@@ -262,6 +270,20 @@ def _make_minatar(game: str, num_envs: int, device, minimal_action_set: bool = F
                                         DTypeCastTransform(torch.bool, torch.float32, in_keys=["observation"])))
 
 
+def _make_popgym(name: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
+    import gymnasium
+
+    from .popgym_envs import make_popgym_gymnasium
+
+    match = _match_game("popgym", name)
+    if num_envs == 1:
+        return _quiet_gym_wrapper(make_popgym_gymnasium(match, **gym_kwargs), device=device)
+    vec = gymnasium.vector.SyncVectorEnv([functools.partial(make_popgym_gymnasium, match, **gym_kwargs)] * num_envs,
+                                         autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    env = _quiet_gym_wrapper(vec)
+    return env.to(device) if device is not None else env
+
+
 def _make_minigrid(env_id: str, num_envs: int, device, **gym_kwargs) -> EnvBase:
     if env_id not in _minigrid_ids():
         raise _unknown_id("minigrid", env_id)
@@ -285,6 +307,7 @@ _FAMILIES: dict[str, Callable[..., EnvBase]] = {
     "envpool": _make_envpool,
     "minatar": _make_minatar,
     "minigrid": _make_minigrid,
+    "popgym": _make_popgym,
     "pomdp": _make_pomdp,
 }
 

@@ -21,6 +21,7 @@ PREFIXES = {
     "envpool": "the same Atari game and preprocessing stepped by envpool (batched C++), e.g. envpool:Pong",
     "minatar": "a MinAtar game (Young & Tian 2019), e.g. minatar:Breakout",
     "minigrid": "a minigrid id, e.g. minigrid:MiniGrid-MemoryS7-v0",
+    "popgym": "a POPGym task (Morad et al. 2023), e.g. popgym:RepeatFirstEasy",
     "pomdp": "latentrl's partially observable tasks: masked-cartpole, tmaze",
 }
 POMDP_IDS = ("masked-cartpole", "tmaze")
@@ -44,12 +45,12 @@ def _gym_registry() -> list[str]:
 
 
 def _gym_ids() -> list[str]:
-    """Gymnasium ids that are not Atari, MinAtar or minigrid (those have their own prefixes)."""
+    """Gymnasium ids that are not Atari, MinAtar, minigrid or POPGym (those have their own prefixes)."""
     import gymnasium
 
     def foreign(spec) -> bool:
         entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
-        return entry.startswith(("ale_py", "minigrid", "minatar", "shimmy"))
+        return entry.startswith(("ale_py", "minigrid", "minatar", "shimmy", "popgym"))
 
     return sorted(k for k, spec in gymnasium.registry.items() if not foreign(spec))
 
@@ -83,6 +84,12 @@ def _minigrid_ids() -> list[str]:
     return sorted(k for k in _gym_registry() if k.startswith("MiniGrid-"))
 
 
+def _popgym_ids() -> list[str]:
+    from .popgym_envs import popgym_ids
+
+    return popgym_ids()
+
+
 def _dmc_ids() -> list[str]:
     from dm_control import suite
 
@@ -98,6 +105,7 @@ def accepted_ids(prefix: str) -> list[str]:
         "envpool": _envpool_games,
         "minatar": _minatar_ids,
         "minigrid": _minigrid_ids,
+        "popgym": _popgym_ids,
         "pomdp": lambda: list(POMDP_IDS),
     }
     if prefix not in listing:

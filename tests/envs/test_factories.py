@@ -98,7 +98,7 @@ def test_unknown_name_lists_prefixes_and_ids(name, listed):
 
 
 def test_accepted_ids_and_prefixes():
-    assert set(PREFIXES) == {"gym", "dmc", "atari", "envpool", "minatar", "minigrid", "pomdp"}
+    assert set(PREFIXES) == {"gym", "dmc", "atari", "envpool", "minatar", "minigrid", "popgym", "pomdp"}
     assert "CartPole-v1" in accepted_ids("gym")
     assert not any(i.startswith(("ALE/", "MiniGrid")) for i in accepted_ids("gym"))
     assert "Pong" in accepted_ids("atari")
@@ -138,3 +138,20 @@ def test_make_recurrent_env_max_steps_truncates_episodes():
     assert rollout["is_init"].squeeze(-1).nonzero().squeeze(-1).tolist() == [0, 4, 8]
     with pytest.raises(ValueError, match="max_steps"):
         make_recurrent_env("CartPole-v1", max_steps=0)
+
+
+def test_popgym_observations_are_flat_one_hots_and_multi_discrete_actions_one_action():
+    check_env_specs(make_env("popgym:RepeatFirstEasy", num_envs=3, seed=0))
+    td = make_env("popgym:RepeatFirstEasy", num_envs=3, seed=0).rollout(20, break_when_any_done=False)
+    obs = td["observation"]
+    assert obs.dtype == torch.float32 and obs.shape == (3, 20, 4)
+    assert ((obs == 0) | (obs == 1)).all() and (obs.sum(-1) == 1).all()  # one card suit, one-hot
+    # Battleship's MultiDiscrete([8, 8]) target becomes one action of 64; Autoencode's Tuple observation is flattened
+    assert make_env("popgym:BattleshipEasy").action_spec.shape == (64,)
+    assert make_env("popgym:AutoencodeEasy").observation_spec["observation"].shape == (2 + 4,)
+    # seeded: the same cards
+    again = make_env("popgym:RepeatFirstEasy", num_envs=3, seed=0).rollout(20, break_when_any_done=False)
+    torch.testing.assert_close(again["observation"], obs)
+    assert "RepeatFirstEasy" in accepted_ids("popgym") and "CountRecallMedium" in accepted_ids("popgym")
+    with pytest.raises(UnknownEnvironmentError, match="(?s)Did you mean: popgym:RepeatFirstEasy.*Accepted popgym ids"):
+        make_env("popgym:RepeatFirstEZ")
