@@ -26,6 +26,7 @@ from .metrics import (
     record_normalized_mean,
 )
 from .multitask import TaskRewardScale, make_multitask_env
+from .popgym_envs import make_popgym_gymnasium, popgym_ids
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
 from .previous import PreviousActionReward
 from .snapshot import SnapshotUnsupported, env_state, load_env_state
@@ -47,6 +48,8 @@ __all__ = [
     "TMazeEnv",
     "EnvPoolAtari",
     "envpool_games",
+    "popgym_ids",
+    "make_popgym_gymnasium",
     "CARTPOLE_POSITION_INDICES",
     "MaxPoolFrameSkip",
     "PerEnvConstant",

@@ -55,6 +55,7 @@ from .memory import (
     memory_reset,
     memory_write,
 )
+from .merlin import MerlinCore, MerlinPolicy
 from .onehot_linear import OneHotBlockLinear, PartsMLP, one_hot_block
 from .planners import CEMPlanner, cem_plan
 from .popart import PopArt
@@ -135,6 +136,8 @@ __all__ = [
     "PartsMLP",
     "one_hot_block",
     "PopArt",
+    "MerlinCore",
+    "MerlinPolicy",
     "MemoryState",
     "MemoryReset",
     "MemoryReader",

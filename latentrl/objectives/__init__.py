@@ -11,6 +11,7 @@ a TensorDict whose ``loss_*`` entries the user sums:
   :class:`DreamerActorCriticLoss` (DreamerV2's actor and critic in imagination) and
   :class:`DreamerV3ActorCriticLoss` (DreamerV3's);
 * :class:`GumbelSACLoss` (SAC with a Gumbel-softmax actor);
+* :class:`MerlinLoss` (MERLIN's memory-based predictor and its policy);
 * :func:`reinforce_surrogate` with :class:`MovingAverageBaseline` (REINFORCE
   with a baseline for discrete latents).
 
@@ -35,6 +36,7 @@ from .functional import (
 )
 from .gumbel_sac import GumbelSACLoss, categorical_entropy
 from .impala import CORRECTIONS, IMPALALoss
+from .merlin import MerlinLoss
 from .r2d2 import R2D2Loss, delta_q
 from .target_updates import HardUpdateEvery
 from .two_hot import TWO_HOT_SPACES, two_hot_bins, two_hot_loss, two_hot_value
@@ -66,6 +68,7 @@ __all__ = [
     "two_hot_loss",
     "two_hot_value",
     "GumbelSACLoss",
+    "MerlinLoss",
     "categorical_entropy",
     "MovingAverageBaseline",
     "reinforce_surrogate",
