@@ -61,3 +61,8 @@ def dreamer_v2():
 @pytest.fixture(scope="module")
 def dreamer_v3():
     return load_example("dreamer_v3")
+
+
+@pytest.fixture(scope="module")
+def merlin():
+    return load_example("merlin")
