@@ -54,6 +54,7 @@ CONSTRAINTS = {
     "ppo.lr": (lambda v: v > 0, "a positive number"),
     "ppo.reward_scale": (lambda v: v > 0, "a positive number"),
     "ppo.lr_end_fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "env.delay": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
     "device": DEVICE,
 }
 
@@ -73,7 +74,9 @@ def validate(cfg: DictConfig) -> None:
 
 
 def make_agent_env(cfg: DictConfig, num_envs: int, primers=()) -> TransformedEnv:
-    env = make_env_from_config(cfg, num_envs)
+    if cfg.env.delay is not None and cfg.env.name != "pomdp:tmaze":
+        raise ConfigError(f"config key 'env.delay' is the T-maze's corridor length; {cfg.env.name!r} takes none (set it to null)")
+    env = make_env_from_config(cfg, num_envs, **({"delay": cfg.env.delay} if cfg.env.delay is not None else {}))
     if "observation" not in env.observation_spec.keys() or env.observation_spec["observation"].ndim != len(env.batch_size) + 1:
         raise ConfigError(f"config key 'env.name': {cfg.env.name!r} has no vector 'observation'; RL-LSTM needs one")
     if not isinstance(env, TransformedEnv):

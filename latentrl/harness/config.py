@@ -135,14 +135,14 @@ def check_config(
             raise ConfigError(f"config key '{key}' has value {value!r}; it must be {description}")
 
 
-def make_env_from_config(cfg: DictConfig, num_envs: int):
-    """``make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)``; an
+def make_env_from_config(cfg: DictConfig, num_envs: int, **options):
+    """``make_env(cfg.env.name, num_envs=num_envs, device=cfg.device, **options)``; an
     unknown name is a :class:`ConfigError` naming ``env.name`` (its message
     lists the accepted prefixes and ids)."""
     from latentrl.envs import UnknownEnvironmentError, make_env
 
     try:
-        return make_env(cfg.env.name, num_envs=num_envs, device=cfg.device)
+        return make_env(cfg.env.name, num_envs=num_envs, device=cfg.device, **options)
     except UnknownEnvironmentError as err:
         raise ConfigError(f"config key 'env.name': {err}") from err
 
