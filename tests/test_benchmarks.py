@@ -208,3 +208,19 @@ def test_minatar_benchmark_reports_the_training_return_beside_young_and_tian():
     assert run["frames"] == 800 and run["train_rows_in_window"] == 400 // (2 * 20)  # one row per update of 2 x 20 frames
     assert impala["train_return_last_window"]["Breakout"]["per_seed"] == [run["train_return_last_window"]]
     assert "young_tian_AC(0.8)_at_800_frames" in impala  # no reference at a frame count the curves were not read at
+
+
+def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
+    plot = tmp_path / "tmaze.png"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--delay", "3", "--frames", "640",
+         "--seeds", "0", "--eval-interval", "320", "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    assert set(result["final_success"]) == {"merlin", "rl_lstm"} and plot.stat().st_size > 0
+    for run in result["runs"]:
+        assert run["frames"] == 640 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
