@@ -224,3 +224,17 @@ def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
     assert set(result["final_success"]) == {"merlin", "rl_lstm"} and plot.stat().st_size > 0
     for run in result["runs"]:
         assert run["frames"] == 640 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
+
+
+def test_memory_cost_benchmark_prints_json():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "memory_cost.py"), "--rows", "8", "32", "--repeats", "2",
+         "--window", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert [r["rows"] for r in result["memory"]] == [8, 32]
+    assert all(r["ms_per_step"] > 0 and r["ratio_to_lstm_step"] > 0 for r in result["memory"])
