@@ -1,4 +1,8 @@
 """MERLIN example end to end: the T-maze and a POPGym task, exact resume, config errors."""
+import json
+import subprocess
+import sys
+
 import pytest
 from conftest import ROOT, example_config
 from omegaconf import OmegaConf
@@ -19,10 +23,17 @@ def _cfg(tmp_path, name="run", **over):
     return OmegaConf.merge(example_config("merlin", SMALL), OmegaConf.create({"run_dir": str(tmp_path / name), **over}))
 
 
-def test_tmaze_and_popgym_run(merlin, tmp_path):
+def test_tmaze_and_popgym_run_and_the_read_weights_plot(merlin, tmp_path):
     summary = merlin.train(_cfg(tmp_path))
     assert summary["frames"] == 800 and summary["final_eval"]["episodes"] == 2
     assert 0.0 <= summary["final_eval_return"] <= 1.0  # T-maze: the success rate
+    plot = tmp_path / "weights.png"
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "merlin" / "read_weights.py"), str(tmp_path / "run"),
+                          "--out", str(plot)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["cue_row"] == 0 and len(result["weight_on_cue_row"]) == 6 + 2 and plot.stat().st_size > 0
+    assert all(0.0 < w < 1.0 for w in result["weight_on_cue_row"])
     summary = merlin.train(_cfg(tmp_path, "popgym", env={"name": "popgym:RepeatFirstEasy", "delay": None},
                                 collector={"total_frames": 400}))
     assert summary["frames"] == 400
