@@ -238,3 +238,16 @@ def test_memory_cost_benchmark_prints_json():
     result = json.loads(out.stdout)
     assert [r["rows"] for r in result["memory"]] == [8, 32]
     assert all(r["ms_per_step"] > 0 and r["ratio_to_lstm_step"] > 0 for r in result["memory"])
+
+
+def test_merlin_tmaze_probe_prints_json_lines():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "merlin_tmaze_probe.py"), "--delay", "1", "--updates", "3",
+         "--every", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["update"] for r in rows] == [0, 1, 2] and all(0.0 <= r["success"] <= 1.0 and r["kl"] >= 0 for r in rows)
