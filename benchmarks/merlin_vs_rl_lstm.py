@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=["merlin", "rl_lstm"], choices=["merlin", "rl_lstm"])
     parser.add_argument("--eval-interval", type=int, default=20_000)
     parser.add_argument("--plot", default=None, help="write success against env steps here (png)")
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
     args = parser.parse_args()
     common = [f"env.delay={args.delay}", f"env.num_envs={ENVS}", f"eval.episodes={ENVS}",
               f"eval.max_steps={args.delay + 2}", f"eval.interval_frames={args.eval_interval}",
@@ -51,7 +52,7 @@ def main() -> None:
             run["frames_per_s"] = round(run["frames"] / run["wall_s"])
             runs.append(run)
     result = {"benchmark": "merlin_vs_rl_lstm", "delay": args.delay, "tau": TAU, "frames": args.frames,
-              "final_success": per_variant(runs), "best_success": per_variant(runs, "best_eval_return"),
+              "final_success": per_variant(runs, reps=args.reps), "best_success": per_variant(runs, "best_eval_return", reps=args.reps),
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}
     if args.plot:
         import matplotlib

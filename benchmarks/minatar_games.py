@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--window", type=int, default=25_000, help="frames at the end of the run for the training return")
     parser.add_argument("overrides", nargs="*", help="extra config overrides of every run, key=value")
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
     args = parser.parse_args()
     out = {"benchmark": "minatar_games", "window_frames": args.window, "agents": {}}
     for agent in args.agents:
@@ -56,9 +57,9 @@ def main() -> None:
         frames = runs[0]["frames"]
         reference = {g: curves[g].get(frames) for g in args.games if g in curves}
         out["agents"][agent] = {
-            "final_eval_return": per_variant(runs),
-            "best_eval_return": per_variant(runs, "best_eval_return"),
-            "train_return_last_window": per_variant(runs, "train_return_last_window"),
+            "final_eval_return": per_variant(runs, reps=args.reps),
+            "best_eval_return": per_variant(runs, "best_eval_return", reps=args.reps),
+            "train_return_last_window": per_variant(runs, "train_return_last_window", reps=args.reps),
             f"young_tian_{name}_at_{frames}_frames": reference,
             "runs": runs,
         }

@@ -194,9 +194,9 @@ def test_impala_cartpole_benchmark_reports_entropy_and_updates_per_run():
 def test_minatar_benchmark_reports_the_training_return_beside_young_and_tian():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "minatar_games.py"), "--agents", "impala", "--games", "Breakout",
-         "--window", "400", "--", "learner.total_frames=800", "learner.batch_size=2", "actors.backend=sync",
+         "--window", "200", "--reps", "200", "--", "learner.total_frames=400", "learner.batch_size=2", "actors.backend=sync",
          "actors.num_actors=1", "env.envs_per_actor=4", "eval.episodes=2", "eval.max_steps=50",
-         "eval.interval_frames=400", "checkpoint.interval_frames=null"],
+         "eval.interval_frames=200", "checkpoint.interval_frames=null"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -205,16 +205,16 @@ def test_minatar_benchmark_reports_the_training_return_beside_young_and_tian():
     result = json.loads(out.stdout[out.stdout.index('{\n') :])
     impala = result["agents"]["impala"]
     (run,) = impala["runs"]
-    assert run["frames"] == 800 and run["train_rows_in_window"] == 400 // (2 * 20)  # one row per update of 2 x 20 frames
+    assert run["frames"] == 400 and run["train_rows_in_window"] == 200 // (2 * 20)  # one row per update of 2 x 20 frames
     assert impala["train_return_last_window"]["Breakout"]["per_seed"] == [run["train_return_last_window"]]
-    assert "young_tian_AC(0.8)_at_800_frames" in impala  # no reference at a frame count the curves were not read at
+    assert "young_tian_AC(0.8)_at_400_frames" in impala  # no reference at a frame count the curves were not read at
 
 
 def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
     plot = tmp_path / "tmaze.png"
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--delay", "3", "--frames", "640",
-         "--seeds", "0", "--eval-interval", "320", "--plot", str(plot)],
+        [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--delay", "3", "--frames", "320",
+         "--seeds", "0", "--eval-interval", "320", "--plot", str(plot), "--reps", "200"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -223,7 +223,7 @@ def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
     result = json.loads(out.stdout[out.stdout.index('{\n') :])
     assert set(result["final_success"]) == {"merlin", "rl_lstm"} and plot.stat().st_size > 0
     for run in result["runs"]:
-        assert run["frames"] == 640 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
+        assert run["frames"] == 320 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
 
 
 def test_memory_cost_benchmark_prints_json():

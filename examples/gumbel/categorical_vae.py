@@ -66,6 +66,7 @@ CONSTRAINTS = {
     "temperature.minimum": (lambda v: v > 0, "a positive number"),
     "eval.interval": (lambda v: v > 0, "a positive integer"),
     "eval.samples": (lambda v: v > 0, "a positive integer"),
+    "eval.iqm_reps": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 
@@ -179,7 +180,7 @@ def train_one(cfg: DictConfig, estimator: str, seed: int, data, logger) -> list[
     return curve
 
 
-def format_table(results: dict[str, dict[int, float]]) -> str:
+def format_table(results: dict[str, dict[int, float]], reps: int = 50_000) -> str:
     """Per-seed values, mean, std and (with rliable, ``latentrl[results]``) the IQM with its 95% interval."""
     from latentrl.harness.seeds import iqm_interval
 
@@ -197,7 +198,7 @@ def format_table(results: dict[str, dict[int, float]]) -> str:
         std = values.std(unbiased=False).item() if len(values) > 1 else 0.0
         iqm = ""
         if iqm_interval:
-            out = iqm_interval(values.tolist())
+            out = iqm_interval(values.tolist(), reps)
             iqm = f" {out['iqm']:.2f} [{out['ci95_low']:.2f}, {out['ci95_high']:.2f}] |"
         lines.append(
             f"| {name} | " + " | ".join(f"{v:.2f}" for v in values.tolist()) + f" | {values.mean():.2f} | {std:.2f} |" + iqm
@@ -226,8 +227,8 @@ def main(cfg: DictConfig) -> dict:
             (step, sum(curve[i][1]["negative_elbo"] for curve in curves.values()) / len(curves))
             for i, step in enumerate(steps)
         ]
-    table = format_table(results["negative_elbo"])
-    paper_table = format_table(results["objective"])
+    table = format_table(results["negative_elbo"], cfg.eval.iqm_reps)
+    paper_table = format_table(results["objective"], cfg.eval.iqm_reps)
     print("\nTest negative ELBO, discrete z (nats, lower is better):\n" + table)
     print("\nTest objective, the paper's protocol (Gumbel-softmax on relaxed z):\n" + paper_table)
     (run_dir / "table.md").write_text(

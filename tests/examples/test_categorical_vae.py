@@ -13,7 +13,7 @@ from latentrl.objectives.baselines import MovingAverageBaseline
 
 def _cfg(tmp_path, **over):
     """The example's config, tiny: 40 steps, one seed, writing to tmp_path."""
-    small = {"train": {"steps": 40}, "eval": {"interval": 20, "samples": 2}, "seeds": [0], "run_dir": str(tmp_path)}
+    small = {"train": {"steps": 40}, "eval": {"interval": 20, "samples": 2, "iqm_reps": 100}, "seeds": [0], "run_dir": str(tmp_path)}
     return OmegaConf.merge(example_config("gumbel", small), OmegaConf.create(over))
 
 
@@ -102,6 +102,7 @@ def test_cli_end_to_end(tmp_path):
             str(ROOT / "examples" / "gumbel" / "categorical_vae.py"),
             "train.steps=30",
             "eval.interval=10",
+            "eval.iqm_reps=100",
             "seeds=[0,1]",
             "estimators=[straight_through,gumbel_softmax]",
             f"run_dir={tmp_path}",
