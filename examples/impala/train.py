@@ -50,6 +50,7 @@ CHOICES = {
     "model.torso": ("mlp", "cnn", "minatar"),
     "actors.backend": BACKENDS,
     "loss.correction": CORRECTIONS,
+    "loss.reduction": ("mean", "sum"),
     "optim.name": ("rmsprop", "adam"),
 }
 CONSTRAINTS = {
@@ -213,6 +214,7 @@ def train(cfg: DictConfig, config_name: str = "config") -> dict:
         entropy_coef=cfg.loss.entropy_coef,
         correction=cfg.loss.correction,
         popart=popart,
+        reduction=cfg.loss.reduction,
     )
     optimizer = make_optimizer(cfg, loss_module.parameters())
     frames_per_update = cfg.learner.batch_size * cfg.actors.unroll_length

@@ -87,6 +87,12 @@ class IMPALALoss(LossModule):
         correction: one of ``"vtrace"``, ``"none"``, ``"epsilon"``, ``"one_step_is"``.
         epsilon: the ``"epsilon"`` correction's ``epsilon`` (paper: 1e-6).
         popart: the critic's PopArt head, or ``None``.
+        reduction: ``"mean"`` (TorchRL's default) or ``"sum"`` over the
+            ``[*B, T]`` steps (the reference implementation's ``reduce_sum``).
+            The paper's RMSProp epsilon (0.01) is sized for summed losses: with
+            ``"mean"`` the gradients are ``B*T`` times smaller and the same
+            epsilon shrinks the steps (RMSProp with ``eps`` on a loss scaled
+            by ``c`` takes the steps of ``eps / c`` on the unscaled loss).
 
     Keys (``set_keys``): ``action``, ``sample_log_prob`` (the behaviour
     ``log mu``; default ``"action_log_prob"``, TorchRL's), ``value``,
@@ -137,7 +143,10 @@ class IMPALALoss(LossModule):
         correction: str = "vtrace",
         epsilon: float = 1e-6,
         popart: PopArt | None = None,
+        reduction: str = "mean",
     ):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"IMPALALoss: `reduction` must be 'mean' or 'sum', got {reduction!r}")
         if correction not in CORRECTIONS:
             raise ValueError(f"IMPALALoss: `correction` must be one of {list(CORRECTIONS)}, got {correction!r}")
         for name, value in (("rho_bar", rho_bar), ("c_bar", c_bar), ("pg_rho_bar", pg_rho_bar)):
@@ -159,6 +168,7 @@ class IMPALALoss(LossModule):
         self.gamma, self.rho_bar, self.c_bar, self.pg_rho_bar, self.lmbda = gamma, rho_bar, c_bar, pg_rho_bar, lmbda
         self.baseline_coef, self.entropy_coef = baseline_coef, entropy_coef
         self.correction, self.epsilon = correction, epsilon
+        self.reduction = reduction
         # TorchRL's PPOLoss convention: the keys the networks write are the keys the loss reads
         actions, log_probs = getattr(actor_network, "dist_sample_keys", None), getattr(actor_network, "log_prob_keys", None)
         if actions and log_probs and len(actions) == 1 and len(log_probs) == 1:
@@ -280,14 +290,15 @@ class IMPALALoss(LossModule):
 
         if self.correction == "epsilon":
             log_pi = torch.log(log_pi.exp() + self.epsilon)
-        loss_objective = -(advantage * log_pi).mean()
+        reduce = torch.sum if self.reduction == "sum" else torch.mean
+        loss_objective = reduce(-(advantage * log_pi))
         rhos = log_rhos.exp()
         clipped = log_rhos > math.log(self.rho_bar) + 1e-5  # pi/mu > rho_bar beyond float round-off of log pi - log mu
         return TensorDict(
             {
                 "loss_objective": loss_objective,
-                "loss_critic": self.baseline_coef * loss_critic.mean(),
-                "loss_entropy": -self.entropy_coef * entropy.mean(),
+                "loss_critic": self.baseline_coef * reduce(loss_critic),
+                "loss_entropy": -self.entropy_coef * reduce(entropy),
                 "entropy": entropy.detach().mean(),
                 "rho_mean": rhos.mean(),
                 "rho_clipped": clipped.float().mean(),

@@ -117,6 +117,29 @@ def test_gradients_reach_the_right_networks():
         assert all(g is None or g.abs().sum() == 0 for g in grads[len(reaches) :]), key
 
 
+def test_summed_losses_are_the_mean_times_the_steps_and_why_it_matters_to_rmsprop():
+    actor, critic, _ = _nets()
+    data = _with_behaviour(actor, _batch())
+    steps = data.numel()
+    mean, total = (IMPALALoss(actor, critic, reduction=r)(data.clone()) for r in ("mean", "sum"))
+    for key in ("loss_objective", "loss_critic", "loss_entropy"):
+        torch.testing.assert_close(total[key], mean[key] * steps)
+    # RMSProp with eps on the summed loss takes the steps of eps / steps on the mean loss (the paper's eps is 0.01)
+    params = [torch.nn.Parameter(p.detach().clone()) for p in actor.parameters()]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    grads = [torch.randn_like(p) * 1e-3 for p in params]
+    a = torch.optim.RMSprop(params, lr=1e-3, alpha=0.99, eps=0.01)
+    b = torch.optim.RMSprop(twins, lr=1e-3, alpha=0.99, eps=0.01 / steps)
+    for p, q, g in zip(params, twins, grads):
+        p.grad, q.grad = g * steps, g.clone()
+    a.step()
+    b.step()
+    for p, q in zip(params, twins):
+        torch.testing.assert_close(p, q)
+    with pytest.raises(ValueError, match="`reduction` must be 'mean' or 'sum'"):
+        IMPALALoss(actor, critic, reduction="none")
+
+
 def test_on_policy_vtrace_is_the_uncorrected_loss():
     actor, critic, _ = _nets()
     data = _with_behaviour(actor, _batch(behaviour_shift=0.0))
