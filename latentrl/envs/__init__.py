@@ -26,8 +26,8 @@ from .metrics import (
     record_normalized_mean,
 )
 from .multitask import TaskRewardScale, make_multitask_env
-from .popgym_envs import make_popgym_gymnasium, popgym_ids
 from .pomdp import CARTPOLE_POSITION_INDICES, SelectObservationIndices, TMazeEnv
+from .popgym_envs import make_popgym_gymnasium, popgym_ids
 from .previous import PreviousActionReward
 from .snapshot import SnapshotUnsupported, env_state, load_env_state
 from .transforms import MaxPoolFrameSkip, PerEnvConstant
