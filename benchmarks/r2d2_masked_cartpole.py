@@ -32,10 +32,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("overrides", nargs="*", help="extra config overrides, key=value")
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
     args = parser.parse_args()
     runs = run_variants("r2d2", {v: VARIANTS[v] for v in args.variants}, args.seeds, args.overrides, extra=_delta_q)
-    print(json.dumps({"benchmark": "r2d2_masked_cartpole", "final_eval_return": per_variant(runs),
-                      "best_eval_return": per_variant(runs, "best_eval_return"), "runs": runs}, indent=2))
+    print(json.dumps({"benchmark": "r2d2_masked_cartpole", "final_eval_return": per_variant(runs, reps=args.reps),
+                      "best_eval_return": per_variant(runs, "best_eval_return", reps=args.reps), "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

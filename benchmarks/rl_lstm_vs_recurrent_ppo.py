@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="default: the RL-LSTM config's collector.total_frames")
     parser.add_argument("--rl-lstm-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotlist overrides of the RL-LSTM config, e.g. ppo.epochs=20")
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
     args = parser.parse_args()
     torch.set_num_threads(1)
     frames = args.frames or int(OmegaConf.load(ROOT / "examples" / "rl_lstm" / "config.yaml").collector.total_frames)
@@ -109,7 +110,7 @@ def main() -> None:
             runs.append(recurrent_ppo(seed, frames))
             print(json.dumps(runs[-1]), flush=True)
     print(json.dumps({"benchmark": "rl_lstm_vs_recurrent_ppo", "frames": frames, "torch_threads": torch.get_num_threads(),
-                      "final_eval_return": per_variant(runs), "runs": runs}, indent=2))
+                      "final_eval_return": per_variant(runs, reps=args.reps), "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

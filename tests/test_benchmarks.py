@@ -149,7 +149,7 @@ def test_rl_lstm_vs_recurrent_ppo_benchmark_prints_per_seed_values_and_their_iqm
     agents = ["rl_lstm"] + (["recurrent_ppo"] if importlib.util.find_spec("sb3_contrib") else [])
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "rl_lstm_vs_recurrent_ppo.py"), "--seeds", "0", "--frames", "2048",
-         "--agents", *agents],
+         "--agents", *agents, "--reps", "200"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -176,7 +176,8 @@ def test_rl_lstm_vs_recurrent_ppo_benchmark_passes_its_overrides_to_the_rl_lstm_
 
 def test_impala_cartpole_benchmark_reports_entropy_and_updates_per_run():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "impala_cartpole.py"), "--seeds", "0", "--variants", "batch8", "batch32", "--",
+        [sys.executable, str(ROOT / "benchmarks" / "impala_cartpole.py"), "--seeds", "0", "--variants", "batch8", "batch32",
+         "--reps", "200", "--",
          "actors.backend=sync", "actors.num_actors=1", "env.envs_per_actor=4", "learner.total_frames=640",
          "eval.interval_frames=640", "eval.episodes=2", "eval.max_steps=20", "checkpoint.interval_frames=null"],
         capture_output=True,
