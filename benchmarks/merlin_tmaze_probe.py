@@ -8,6 +8,7 @@ policy entropy and the probability of the first answer at the first four
 junctions of the batch (it splits by cue once the cue is used).
 
     OMP_NUM_THREADS=1 python benchmarks/merlin_tmaze_probe.py --delay 3 --updates 400
+    OMP_NUM_THREADS=1 python benchmarks/merlin_tmaze_probe.py --delay 10 --updates 500 -- optim.lr=0.002
 """
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=25)
+    parser.add_argument("overrides", nargs="*", help="config overrides, key=value (e.g. optim.lr=0.002)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     example = load_example("merlin")
-    cfg = OmegaConf.merge(OmegaConf.load(example.CONFIG_DIR / "config.yaml"), {"env": {"delay": args.delay}})
+    cfg = OmegaConf.merge(OmegaConf.load(example.CONFIG_DIR / "config.yaml"), {"env": {"delay": args.delay}},
+                          OmegaConf.from_dotlist(args.overrides))
     env = example.make_agent_env(cfg, cfg.env.num_envs)
     policy, actor = example.make_agent(cfg, env)
     env.append_transform(policy.make_tensordict_primer())
