@@ -11,6 +11,7 @@ per-seed values with their IQM and rliable's 95% interval; ``--plot`` writes
 success against env steps for every run.
 
     OMP_NUM_THREADS=1 python benchmarks/merlin_vs_rl_lstm.py --delay 30 --frames 200000 --seeds 0 1 2 --plot merlin_tmaze.png
+    OMP_NUM_THREADS=1 python benchmarks/merlin_vs_rl_lstm.py --delay 30 --frames 300000 --seeds 0 --agents merlin --merlin-overrides optim.lr=0.002
 """
 from __future__ import annotations
 
@@ -36,13 +37,15 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=["merlin", "rl_lstm"], choices=["merlin", "rl_lstm"])
     parser.add_argument("--eval-interval", type=int, default=20_000)
     parser.add_argument("--plot", default=None, help="write success against env steps here (png)")
+    parser.add_argument("--merlin-overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotlist overrides of MERLIN's config, e.g. optim.lr=0.002")
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
     args = parser.parse_args()
     common = [f"env.delay={args.delay}", f"env.num_envs={ENVS}", f"eval.episodes={ENVS}",
               f"eval.max_steps={args.delay + 2}", f"eval.interval_frames={args.eval_interval}",
               f"checkpoint.interval_frames={args.frames}"]
     overrides = {
-        "merlin": common + [f"collector.window={TAU}", f"collector.total_frames={args.frames}"],
+        "merlin": common + [f"collector.window={TAU}", f"collector.total_frames={args.frames}", *args.merlin_overrides],
         "rl_lstm": common + ["env.name=pomdp:tmaze", "env.obs_scale=null", f"collector.frames_per_batch={ENVS * TAU}",
                              f"collector.total_frames={args.frames}", "ppo.minibatches=4"],
     }
