@@ -42,7 +42,8 @@ from torchrl.envs.transforms import TensorDictPrimer
 
 from latentrl.checks import InputError, check_positive_int, check_range, require_keys
 
-__all__ = ["memory_read", "memory_write", "memory_reset", "MemoryState", "MemoryReset", "MemoryReader", "MemoryWriter"]
+__all__ = ["memory_read", "memory_write", "memory_reset", "MemoryState", "ReadHeads", "MemoryReset", "MemoryReader",
+           "MemoryWriter"]
 
 _EPS = 1e-6
 
@@ -143,6 +144,22 @@ class MemoryState:
             tensordict.set(self.key(f, next_), state[f])
 
 
+class ReadHeads(nn.Module):
+    """``K`` read heads: a linear layer from the query to ``K`` keys of width ``W`` and their
+    strengths ``softplus(.)``, then :func:`memory_read`. Returns ``(reads [*, K * W], weights [*, K, N])``."""
+
+    def __init__(self, query_dim: int, num_heads: int, width: int):
+        super().__init__()
+        self.num_heads, self.width = num_heads, width
+        self.linear = nn.Linear(query_dim, num_heads * (width + 1))
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.linear(query)
+        keys = out[..., : self.num_heads * self.width].unflatten(-1, (self.num_heads, self.width))
+        reads, weights = memory_read(memory, keys, F.softplus(out[..., self.num_heads * self.width :]))
+        return reads.flatten(-2), weights
+
+
 class MemoryReader(TensorDictModuleBase):
     """``K`` read heads on a memory, by keys: query -> keys, strengths -> read vectors, usage.
 
@@ -157,9 +174,8 @@ class MemoryReader(TensorDictModuleBase):
         super().__init__()
         check_positive_int("MemoryReader", "num_heads", num_heads)
         check_positive_int("MemoryReader", "query_dim", query_dim)
-        self.state, self.num_heads, self.from_next = state, num_heads, from_next
-        self.width = 2 * state.z_dim
-        self.head = nn.Linear(query_dim, num_heads * (self.width + 1))
+        self.state, self.from_next = state, from_next
+        self.heads = ReadHeads(query_dim, num_heads, 2 * state.z_dim)
         self.query_key, self.read_key, self.weights_key = query_key, read_key, weights_key
         self.in_keys = [query_key, *state.keys(from_next)]
         self.out_keys = [read_key, weights_key, state.key("usage", from_next)]
@@ -167,11 +183,8 @@ class MemoryReader(TensorDictModuleBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         require_keys("MemoryReader", tensordict, {"query_key": self.query_key})
         state = self.state.read(tensordict, "MemoryReader", self.from_next)
-        out = self.head(tensordict.get(self.query_key))
-        keys = out[..., : self.num_heads * self.width].unflatten(-1, (self.num_heads, self.width))
-        strengths = F.softplus(out[..., self.num_heads * self.width :])
-        reads, weights = memory_read(state["memory"], keys, strengths)
-        tensordict.set(self.read_key, reads.flatten(-2))
+        reads, weights = self.heads(tensordict.get(self.query_key), state["memory"])
+        tensordict.set(self.read_key, reads)
         tensordict.set(self.weights_key, weights)
         tensordict.set(self.state.key("usage", self.from_next), state["usage"] + weights.detach().sum(-2))
         return tensordict

@@ -40,7 +40,7 @@ from torchrl.envs.transforms import TensorDictPrimer
 
 from latentrl.checks import InputError, check_positive_int, check_range, require_keys
 
-from .memory import MemoryState, memory_read, memory_reset, memory_write
+from .memory import MemoryState, ReadHeads, memory_reset, memory_write
 
 __all__ = ["MerlinCore", "MerlinPolicy"]
 
@@ -49,19 +49,6 @@ _LSTM_FIELDS = ("mbp_h", "mbp_c", "policy_h", "policy_c")
 
 def _mlp(inp: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), nn.Linear(hidden, out))
-
-
-class _ReadHeads(nn.Module):
-    def __init__(self, query: int, heads: int, width: int):
-        super().__init__()
-        self.heads, self.width = heads, width
-        self.linear = nn.Linear(query, heads * (width + 1))
-
-    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.linear(query)
-        keys = out[..., : self.heads * self.width].unflatten(-1, (self.heads, self.width))
-        reads, weights = memory_read(memory, keys, F.softplus(out[..., self.heads * self.width :]))
-        return reads.flatten(-2), weights
 
 
 class MerlinCore(nn.Module):
@@ -89,7 +76,7 @@ class MerlinCore(nn.Module):
         self.memory_state = MemoryState(num_rows=num_rows, z_dim=z_dim, prefix="memory")
         width, mread = 2 * z_dim, read_heads * 2 * z_dim
         self.encoder = _mlp(obs_dim + n_actions + 1, hidden, hidden)
-        self.mbp_read = _ReadHeads(hidden, read_heads, width)
+        self.mbp_read = ReadHeads(hidden, read_heads, width)
         self.prior = _mlp(hidden + mread, hidden, 2 * z_dim)
         self.posterior = _mlp(hidden + hidden + mread + 2 * z_dim, hidden, 2 * z_dim)
         self.mbp_lstm = nn.LSTM(z_dim + n_actions + mread, hidden, num_layers=2)
@@ -98,7 +85,7 @@ class MerlinCore(nn.Module):
         self.decode_reward = _mlp(z_dim, hidden, 1)
         self.decode_return = _mlp(z_dim + 1, hidden, 1)  # [z_t, sg(log pi(a_t))]
         self.policy_lstm = nn.LSTM(z_dim, policy_hidden)
-        self.policy_read = _ReadHeads(policy_hidden, 1, width)
+        self.policy_read = ReadHeads(policy_hidden, 1, width)
         head_in = policy_hidden + z_dim + width
         self.policy_head = _mlp(head_in, hidden, n_actions)
         self.value_head = _mlp(head_in, hidden, 1)
