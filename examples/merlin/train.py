@@ -25,7 +25,6 @@ from torchrl.collectors import Collector
 from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
 from torchrl.modules import OneHotCategorical, ProbabilisticActor
 
-from latentrl.envs import UnknownEnvironmentError, make_env
 from latentrl.envs.previous import PreviousActionReward
 from latentrl.harness import (
     DEVICE,
@@ -35,6 +34,7 @@ from latentrl.harness import (
     Experiment,
     check_config,
     evaluate,
+    make_env_from_config,
     run,
 )
 from latentrl.modules.merlin import MerlinCore, MerlinPolicy
@@ -65,9 +65,7 @@ CONSTRAINTS = {
 def make_agent_env(cfg: DictConfig, num_envs: int, primer=None) -> TransformedEnv:
     options = {"delay": cfg.env.delay} if cfg.env.delay is not None else {}
     try:
-        env = make_env(cfg.env.name, num_envs=num_envs, device=cfg.device, **options)
-    except UnknownEnvironmentError as err:
-        raise ConfigError(f"config key 'env.name': {err}") from err
+        env = make_env_from_config(cfg, num_envs, **options)  # an unknown env.name is a ConfigError naming it
     except TypeError as err:
         raise ConfigError(f"config key 'env.delay': {cfg.env.name!r} takes no delay ({err}); set env.delay=null") from err
     obs = env.observation_spec.get("observation", None)
