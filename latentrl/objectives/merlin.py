@@ -101,7 +101,7 @@ class MerlinLoss(LossModule):
             value_type = torchrl_estimator(self, value_type, self._ESTIMATORS, "GAE (default)", **hyperparams)
             hyperparams = {}
         super().make_value_estimator(value_type, **hyperparams)
-        forward_keys(self, ("value", "reward", "done", "terminated"))
+        self._forward_value_estimator_keys()
         return self
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
