@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torchrl.envs import ExplorationType, set_exploration_type
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import make_agent, make_agent_env  # noqa: E402
 
-from latentrl.harness import load_checkpoint  # noqa: E402
+from latentrl.harness import load_checkpoint, unflatten  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -31,9 +30,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.run_dir)
-    cfg = OmegaConf.create({})
-    for key, value in payload["config"].items():  # the checkpoint holds the config flattened to dotted keys
-        OmegaConf.update(cfg, key, value, force_add=True)
+    cfg = unflatten(payload["config"])  # the checkpoint holds the config flattened to dotted keys
     if cfg.env.name != "pomdp:tmaze":
         raise SystemExit(f"read_weights.py: the run trained on {cfg.env.name!r}; the plot marks the T-maze's cue step")
     env = make_agent_env(cfg, 1)

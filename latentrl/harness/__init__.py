@@ -27,6 +27,7 @@ from .config import (
     flatten,
     make_env_from_config,
     observation_and_action_specs,
+    unflatten,
 )
 from .entry import run
 from .evaluation import evaluate, first_episode_returns, full_reset
@@ -53,6 +54,7 @@ __all__ = [
     "check_config",
     "check_overrides",
     "flatten",
+    "unflatten",
     "make_env_from_config",
     "observation_and_action_specs",
     "run",

@@ -47,6 +47,14 @@ def flatten(cfg: DictConfig | Mapping, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def unflatten(flat: Mapping[str, Any]) -> DictConfig:
+    """The config :func:`flatten` came from (a checkpoint's ``"config"``): dotted keys back to nested groups."""
+    cfg = OmegaConf.create({})
+    for key, value in flat.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
+
+
 def _groups(flat: Mapping[str, Any]) -> set[str]:
     groups = set()
     for key in flat:

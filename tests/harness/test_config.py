@@ -89,3 +89,15 @@ def test_warns_when_threads_exceed_the_free_cores(monkeypatch):
     assert not experiment.warn_if_oversubscribed(1)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert not experiment.warn_if_oversubscribed(2)
+
+
+def test_unflatten_restores_what_flatten_wrote():
+    from omegaconf import OmegaConf
+
+    from latentrl.harness import flatten, unflatten
+
+    cfg = OmegaConf.create({"seed": 3, "env": {"name": "pomdp:tmaze", "delay": None, "scales": [1, 10]},
+                            "loss": {"gamma": 0.9, "nested": {"k": "v"}}})
+    back = unflatten(flatten(cfg))
+    assert OmegaConf.to_container(back) == OmegaConf.to_container(cfg)
+    assert flatten(back) == flatten(cfg)
