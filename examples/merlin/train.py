@@ -30,6 +30,9 @@ from latentrl.harness import (
     DEVICE,
     HARNESS_CHOICES,
     HARNESS_CONSTRAINTS,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
     ConfigError,
     Experiment,
     check_config,
@@ -41,23 +44,21 @@ from latentrl.modules.merlin import MerlinCore, MerlinPolicy
 from latentrl.objectives.merlin import MerlinLoss
 
 CONFIG_DIR = Path(__file__).resolve().parent
-_pos = (lambda v: v >= 1, "an integer >= 1")
 _nonneg = (lambda v: v >= 0, "a number >= 0")
-_unit = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
 CONSTRAINTS = {
     **HARNESS_CONSTRAINTS,
-    "env.num_envs": _pos,
+    "env.num_envs": POSITIVE_INT,
     "env.delay": (lambda v: v is None or v >= 0, "null or an integer >= 0 (the T-maze corridor)"),
-    **{f"model.{k}": _pos for k in ("z_dim", "memory_rows", "hidden", "policy_hidden", "read_heads")},
-    "model.retro_gamma": _unit,
+    **{f"model.{k}": POSITIVE_INT for k in ("z_dim", "memory_rows", "hidden", "policy_hidden", "read_heads")},
+    "model.retro_gamma": UNIT_INTERVAL,
     "collector.window": (lambda v: v >= 2, "an integer >= 2 (steps per env per update)"),
-    "collector.total_frames": _pos,
-    "loss.gamma": _unit,
-    "loss.lmbda": _unit,
+    "collector.total_frames": POSITIVE_INT,
+    "loss.gamma": UNIT_INTERVAL,
+    "loss.lmbda": UNIT_INTERVAL,
     **{f"loss.{k}": _nonneg for k in ("entropy_coef", "critic_coef", "obs_coef", "action_coef", "reward_coef",
                                       "return_coef", "kl_coef")},
-    "optim.lr": (lambda v: v > 0, "a positive number"),
-    "optim.max_grad_norm": (lambda v: v > 0, "a positive number"),
+    "optim.lr": POSITIVE,
+    "optim.max_grad_norm": POSITIVE,
     "device": DEVICE,
 }
 
