@@ -123,11 +123,14 @@ class MemoryState:
         n = self.num_rows
         return {"memory": (n, 2 * self.z_dim), "usage": (n,), "retro": (n,), "write": (n,), "filled": (1,)}
 
+    def specs(self) -> dict[str, Unbounded]:
+        """One env's state tensors: ``filled`` is an integer count, the rest float32."""
+        return {f: Unbounded(shape=s, dtype=torch.long if f == "filled" else torch.float32)
+                for f, s in self.shapes().items()}
+
     def make_tensordict_primer(self) -> TensorDictPrimer:
         """Zero initial state for every env (append it to the env with an ``InitTracker``)."""
-        specs = {f: Unbounded(shape=s, dtype=torch.long if f == "filled" else torch.float32)
-                 for f, s in self.shapes().items()}
-        return TensorDictPrimer(Composite({self.prefix: Composite(specs)}), expand_specs=True)
+        return TensorDictPrimer(Composite({self.prefix: Composite(self.specs())}), expand_specs=True)
 
     def read(self, tensordict: TensorDictBase, owner: str, next_: bool = False) -> dict[str, torch.Tensor]:
         keys = {f: self.key(f, next_) for f in self.FIELDS}

@@ -91,14 +91,18 @@ class MerlinCore(nn.Module):
         self.value_head = _mlp(head_in, hidden, 1)
 
     # ---- state ---------------------------------------------------------
+    def state_specs(self) -> dict[str, Unbounded]:
+        """One env's state: the two LSTMs' ``(h, c)`` and the memory's fields (:meth:`MemoryState.specs`)."""
+        lstm = {"mbp_h": (2, self.hidden), "mbp_c": (2, self.hidden), "policy_h": (1, self.policy_hidden),
+                "policy_c": (1, self.policy_hidden)}
+        specs = {k: Unbounded(shape=s, dtype=torch.float32) for k, s in lstm.items()}
+        return {**specs, **{f"memory_{k}": v for k, v in self.memory_state.specs().items()}}
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {"mbp_h": (2, self.hidden), "mbp_c": (2, self.hidden), "policy_h": (1, self.policy_hidden),
-                  "policy_c": (1, self.policy_hidden)}
-        return {**shapes, **{f"memory_{k}": s for k, s in self.memory_state.shapes().items()}}
+        return {k: tuple(spec.shape) for k, spec in self.state_specs().items()}
 
     def initial_state(self, batch: tuple[int, ...] = (), device=None) -> dict[str, torch.Tensor]:
-        return {k: torch.zeros(*batch, *s, device=device, dtype=torch.long if k == "memory_filled" else torch.float32)
-                for k, s in self.state_shapes().items()}
+        return {k: spec.zero(torch.Size(batch)).to(device) for k, spec in self.state_specs().items()}
 
     def reset(self, state: dict[str, torch.Tensor], is_init: torch.Tensor) -> dict[str, torch.Tensor]:
         return memory_reset(state, is_init)
@@ -202,9 +206,7 @@ class MerlinPolicy(TensorDictModuleBase):
         return {f: tensordict.get((self.state_key, f)) for f in self.fields}
 
     def make_tensordict_primer(self) -> TensorDictPrimer:
-        specs = {f: Unbounded(shape=s, dtype=torch.long if f == "memory_filled" else torch.float32)
-                 for f, s in self.core.state_shapes().items()}
-        return TensorDictPrimer(Composite({self.state_key: Composite(specs)}), expand_specs=True)
+        return TensorDictPrimer(Composite({self.state_key: Composite(self.core.state_specs())}), expand_specs=True)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = {"observation_key": self.observation_key, "prev_action_key": self.prev_action_key,
