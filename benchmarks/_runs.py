@@ -66,6 +66,11 @@ def run_variants(
     return runs
 
 
+def add_reps_argument(parser) -> None:
+    """``--reps``: bootstrap resamples of the IQM intervals (rliable's 50,000; one interval takes ~10-20 s here)."""
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+
+
 def per_variant(runs: list[dict], key: str = "final_eval_return", reps: int = 50_000) -> dict[str, dict[str, float]]:
     """Per variant: the per-seed values of ``key``, their mean and median, and the IQM with rliable's 95% interval.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _runs import per_variant, run_variants
+from _runs import add_reps_argument, per_variant, run_variants
 
 VARIANTS = {"batch8": [], "batch32": ["learner.batch_size=32"]}
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["batch8"], choices=list(VARIANTS))
     parser.add_argument("overrides", nargs="*", help="extra config overrides, key=value")
-    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+    add_reps_argument(parser)
     args = parser.parse_args()
     runs = run_variants("impala", {v: VARIANTS[v] for v in args.variants}, args.seeds, args.overrides, extra=_stats)
     print(json.dumps({"benchmark": "impala_cartpole", "final_eval_return": per_variant(runs, reps=args.reps),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _runs import per_variant, run_variants
+from _runs import add_reps_argument, per_variant, run_variants
 
 from latentrl.harness.seeds import read_metric
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="write success against env steps here (png)")
     parser.add_argument("--merlin-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotlist overrides of MERLIN's config, e.g. optim.lr=0.002")
-    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+    add_reps_argument(parser)
     args = parser.parse_args()
     common = [f"env.delay={args.delay}", f"env.num_envs={ENVS}", f"eval.episodes={ENVS}",
               f"eval.max_steps={args.delay + 2}", f"eval.interval_frames={args.eval_interval}",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _runs import per_variant, run_variants
+from _runs import add_reps_argument, per_variant, run_variants
 
 from latentrl.harness.seeds import read_metric
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--window", type=int, default=25_000, help="frames at the end of the run for the training return")
     parser.add_argument("overrides", nargs="*", help="extra config overrides of every run, key=value")
-    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+    add_reps_argument(parser)
     args = parser.parse_args()
     out = {"benchmark": "minatar_games", "window_frames": args.window, "agents": {}}
     for agent in args.agents:

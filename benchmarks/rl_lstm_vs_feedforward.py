@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _runs import per_variant, run_variants
+from _runs import add_reps_argument, per_variant, run_variants
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--policies", nargs="+", default=["lstm", "mlp"], choices=["lstm", "mlp"])
     parser.add_argument("overrides", nargs="*", help="extra config overrides, key=value")
-    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+    add_reps_argument(parser)
     args = parser.parse_args()
     runs = run_variants("rl_lstm", {p: [f"model.policy={p}"] for p in args.policies}, args.seeds, args.overrides)
     print(json.dumps({"benchmark": "rl_lstm_vs_feedforward", "final_eval_return": per_variant(runs, reps=args.reps),

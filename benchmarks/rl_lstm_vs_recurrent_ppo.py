@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import torch
-from _runs import ROOT, per_variant, run_variants
+from _runs import ROOT, add_reps_argument, per_variant, run_variants
 from omegaconf import OmegaConf
 
 from latentrl.envs import CARTPOLE_POSITION_INDICES
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="default: the RL-LSTM config's collector.total_frames")
     parser.add_argument("--rl-lstm-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotlist overrides of the RL-LSTM config, e.g. ppo.epochs=20")
-    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples of the IQM intervals")
+    add_reps_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     frames = args.frames or int(OmegaConf.load(ROOT / "examples" / "rl_lstm" / "config.yaml").collector.total_frames)
