@@ -9,7 +9,9 @@
 * Discrete latents: :class:`StraightThroughOneHotCategorical`, :class:`GumbelSoftmax`,
   :class:`UnimixOneHotCategorical`.
 * Recurrent agents: :func:`make_actor_critic` (RL-LSTM), :func:`make_recurrent_q_network`
-  (R2D2), :class:`PerEnvEpsilonGreedy`; :class:`PopArt`.
+  (R2D2), :class:`PerEnvEpsilonGreedy`; :class:`PopArt`; MERLIN's :class:`MerlinCore` and memory;
+  FTW's two-timescale core :class:`TwoTimescaleCore` (keyed: :class:`TwoTimescaleModule`;
+  the agent: :func:`make_ftw_agent`); :func:`unroll_keyed` re-runs any keyed recurrent step over a window.
 
 Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
@@ -45,6 +47,8 @@ from .dreamer_v3_nets import (
     make_dreamer_v3_world_model,
     v3_mlp,
 )
+from .ftw import make_ftw_agent
+from .keyed_unroll import step_after, unroll_keyed
 from .latent_policy import LatentPolicy
 from .memory import (
     MemoryReader,
@@ -73,6 +77,12 @@ from .recurrent import make_actor_critic, recurrent_primers
 from .rssm import RSSM
 from .rssm_v3 import RSSMV3, BlockLinear, trunc_normal_in_
 from .rssm_v3_2023 import RSSMV3v1, v1_linear, variance_scaling_
+from .two_timescale import (
+    TwoTimescaleCore,
+    TwoTimescaleModule,
+    scale_gradient,
+    two_timescale_kl,
+)
 from .world_model import (
     RSSMImagine,
     RSSMObserve,
@@ -156,4 +166,11 @@ __all__ = [
     "MinAtarTorso",
     "PerEnvEpsilonGreedy",
     "apex_epsilons",
+    "TwoTimescaleCore",
+    "TwoTimescaleModule",
+    "scale_gradient",
+    "two_timescale_kl",
+    "make_ftw_agent",
+    "unroll_keyed",
+    "step_after",
 ]

@@ -12,6 +12,7 @@ a TensorDict whose ``loss_*`` entries the user sums:
   :class:`DreamerV3ActorCriticLoss` (DreamerV3's);
 * :class:`GumbelSACLoss` (SAC with a Gumbel-softmax actor);
 * :class:`MerlinLoss` (MERLIN's memory-based predictor and its policy);
+* :class:`FTWLoss` (the FTW agent: A2C with the two-timescale KL terms);
 * :func:`reinforce_surrogate` with :class:`MovingAverageBaseline` (REINFORCE
   with a baseline for discrete latents).
 
@@ -36,6 +37,7 @@ from .functional import (
 )
 from .gumbel_sac import GumbelSACLoss, categorical_entropy
 from .impala import CORRECTIONS, IMPALALoss
+from .ftw import FTWLoss
 from .merlin import MerlinLoss
 from .r2d2 import R2D2Loss, delta_q
 from .target_updates import HardUpdateEvery
@@ -69,6 +71,7 @@ __all__ = [
     "two_hot_value",
     "GumbelSACLoss",
     "MerlinLoss",
+    "FTWLoss",
     "categorical_entropy",
     "MovingAverageBaseline",
     "reinforce_surrogate",
