@@ -225,6 +225,34 @@ def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
     assert set(result["final_success"]) == {"merlin", "rl_lstm"} and plot.stat().st_size > 0
     for run in result["runs"]:
         assert run["frames"] == 320 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
+    out = subprocess.run(  # a POPGym task: its score is an episode's return in [-1, 1]
+        [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--env", "popgym:RepeatFirstEasy", "--frames",
+         "320", "--seeds", "0", "--eval-interval", "320", "--reps", "200", "--merlin-overrides", "model.memory_rows=64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    assert result["env"] == "popgym:RepeatFirstEasy" and result["delay"] is None
+    for run in result["runs"]:
+        assert run["frames"] == 320 and -1.0 <= run["final_eval_return"] <= 1.0
+
+
+def test_ftw_vs_single_timescale_benchmark_reports_both_variants_and_plots(tmp_path):
+    plot = tmp_path / "ftw.png"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ftw_vs_single_timescale.py"), "--delay", "3", "--frames", "320",
+         "--seeds", "0", "--eval-interval", "320", "--plot", str(plot), "--reps", "200"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index('{\n') :])
+    assert set(result["final_success"]) == {"two_timescale", "single_timescale"} and plot.stat().st_size > 0
+    for run in result["runs"]:
+        assert run["frames"] == 320 and 0.0 <= run["final_eval_return"] <= 1.0 and run["curve"]
 
 
 def test_memory_cost_benchmark_prints_json():

@@ -8,7 +8,7 @@ on truncated windows of ``tau`` steps. On the T-maze with a delay longer than
 ``tau`` the cue must be carried across windows: by the memory (MERLIN) or by
 an LSTM state (the RL-LSTM baseline, ``examples/rl_lstm``).
 
-    python examples/merlin/train.py                          # T-maze, delay 30, tau 20
+    python examples/merlin/train.py                          # T-maze, delay 20, tau 20
     python examples/merlin/train.py env.name=popgym:RepeatFirstEasy env.delay=null
 
 Everything reusable comes from the package: ``make_env`` (envs),
@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector
-from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
+from torchrl.envs import TransformedEnv
 from torchrl.modules import OneHotCategorical, ProbabilisticActor
 
-from latentrl.envs.previous import PreviousActionReward
 from latentrl.harness import (
     DEVICE,
     HARNESS_CHOICES,
@@ -33,11 +32,10 @@ from latentrl.harness import (
     POSITIVE,
     POSITIVE_INT,
     UNIT_INTERVAL,
-    ConfigError,
     Experiment,
     check_config,
     evaluate,
-    make_env_from_config,
+    make_memory_env,
     run,
 )
 from latentrl.modules.merlin import MerlinCore, MerlinPolicy
@@ -64,20 +62,7 @@ CONSTRAINTS = {
 
 
 def make_agent_env(cfg: DictConfig, num_envs: int, primer=None) -> TransformedEnv:
-    options = {"delay": cfg.env.delay} if cfg.env.delay is not None else {}
-    try:
-        env = make_env_from_config(cfg, num_envs, **options)  # an unknown env.name is a ConfigError naming it
-    except TypeError as err:
-        raise ConfigError(f"config key 'env.delay': {cfg.env.name!r} takes no delay ({err}); set env.delay=null") from err
-    obs = env.observation_spec.get("observation", None)
-    if obs is None or obs.ndim != len(env.batch_size) + 1 or not hasattr(env.action_spec, "space") \
-            or not hasattr(env.action_spec.space, "n"):
-        raise ConfigError(f"config key 'env.name': {cfg.env.name!r} needs a vector 'observation' and a discrete "
-                          "(one-hot) action for MERLIN")
-    env = TransformedEnv(env, Compose(InitTracker(), PreviousActionReward(), RewardSum()))
-    if primer is not None:
-        env.append_transform(primer)
-    return env
+    return make_memory_env(cfg, num_envs, "MERLIN", primer)
 
 
 def make_agent(cfg: DictConfig, env) -> tuple[MerlinPolicy, ProbabilisticActor]:

@@ -26,6 +26,7 @@ from .config import (
     check_overrides,
     flatten,
     make_env_from_config,
+    make_memory_env,
     observation_and_action_specs,
     unflatten,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "flatten",
     "unflatten",
     "make_env_from_config",
+    "make_memory_env",
     "observation_and_action_specs",
     "run",
     "evaluate",

@@ -155,6 +155,32 @@ def make_env_from_config(cfg: DictConfig, num_envs: int, **options):
         raise ConfigError(f"config key 'env.name': {err}") from err
 
 
+def make_memory_env(cfg: DictConfig, num_envs: int, agent: str, primer=None):
+    """The memory agents' env (MERLIN, FTW): ``env.name`` with ``env.delay`` (the T-maze corridor; null
+    for other envs), which must give a vector ``observation`` and a one-hot action, with an
+    ``InitTracker``, the previous action and reward (:class:`~latentrl.envs.previous.PreviousActionReward`),
+    ``RewardSum`` and ``primer`` (the agent's zero state). Bad values are :class:`ConfigError` s naming the key."""
+    from torchrl.envs import Compose, InitTracker, RewardSum, TransformedEnv
+
+    from latentrl.envs.previous import PreviousActionReward
+
+    options = {"delay": cfg.env.delay} if cfg.env.delay is not None else {}
+    try:
+        env = make_env_from_config(cfg, num_envs, **options)  # an unknown env.name is a ConfigError naming it
+    except TypeError as err:
+        raise ConfigError(f"config key 'env.delay': {cfg.env.name!r} takes no delay ({err}); set env.delay=null") from err
+    obs = env.observation_spec.get("observation", None)
+    if obs is None or obs.ndim != len(env.batch_size) + 1 or not hasattr(env.action_spec, "space") \
+            or not hasattr(env.action_spec.space, "n"):
+        env.close()
+        raise ConfigError(f"config key 'env.name': {cfg.env.name!r} needs a vector 'observation' and a discrete "
+                          f"(one-hot) action for {agent}")
+    env = TransformedEnv(env, Compose(InitTracker(), PreviousActionReward(), RewardSum()))
+    if primer is not None:
+        env.append_transform(primer)
+    return env
+
+
 def observation_and_action_specs(env, observation_key, env_name: str):
     """``(observation shape, action spec)`` of a probe ``env``, which is closed; an ``observation_key``
     the env does not have is a :class:`ConfigError` naming ``env.observation_key`` and listing the keys it has."""

@@ -66,3 +66,8 @@ def dreamer_v3():
 @pytest.fixture(scope="module")
 def merlin():
     return load_example("merlin")
+
+
+@pytest.fixture(scope="module")
+def ftw():
+    return load_example("ftw")
