@@ -9,6 +9,8 @@
 * :class:`ActorLearner`: IMPALA's asynchronous actors with measured policy lag.
 * :func:`collector_state`, :func:`replay_buffer_state` (and their loaders):
   exact-resume state of a collector and a replay buffer.
+* :mod:`latentrl.collectors.pbt`: population based training's decision rule
+  (:class:`~latentrl.collectors.pbt.PBTRule`).
 
 Layers and import rules: ``CONTRIBUTING.md`` in the repository.
 """
