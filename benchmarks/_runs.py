@@ -89,3 +89,27 @@ def per_variant(runs: list[dict], key: str = "final_eval_return", reps: int = 50
         out[variant] = {"per_seed": values, "mean": round(statistics.fmean(values), _DIGITS),
                         "median": round(statistics.median(values), _DIGITS), **iqm}
     return out
+
+
+def plot_runs(runs: list[dict], path: str, *, colors: dict[str, str], title: str, ylabel: str,
+              ylim: tuple[float, float], chance: float | None = None) -> None:
+    """Every run's ``curve`` (``[[frames, value], ...]``) against env steps, one color per variant, to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labelled = set()
+    for r in runs:
+        frames, values = zip(*r["curve"])
+        label = None if r["variant"] in labelled else r["variant"]
+        labelled.add(r["variant"])
+        ax.plot(frames, values, color=colors[r["variant"]], alpha=0.8, label=label)
+    if chance is not None:
+        ax.axhline(chance, color="gray", lw=0.8, ls="--", label="chance")
+    ax.set(xlabel="env steps", ylabel=ylabel, ylim=ylim, title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

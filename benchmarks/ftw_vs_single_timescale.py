@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _runs import add_reps_argument, per_variant, run_variants
+from _runs import add_reps_argument, per_variant, plot_runs, run_variants
 
 from latentrl.harness.seeds import read_metric
 
@@ -44,23 +44,9 @@ def main() -> None:
               "final_success": per_variant(runs, reps=args.reps), "best_success": per_variant(runs, "best_eval_return", reps=args.reps),
               "runs": runs}
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        colors = {"two_timescale": "tab:blue", "single_timescale": "tab:orange"}
-        for r in runs:
-            frames, values = zip(*r["curve"])
-            ax.plot(frames, values, color=colors[r["variant"]], alpha=0.8,
-                    label=r["variant"] if r["seed"] == args.seeds[0] else None)
-        ax.axhline(0.5, color="gray", lw=0.8, ls="--", label="chance")
-        ax.set(xlabel="env steps", ylabel="success (eval)", ylim=(-0.05, 1.05),
-               title=f"FTW core on the T-maze, delay {args.delay}, period {args.period}")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
+        plot_runs(runs, args.plot, colors={"two_timescale": "tab:blue", "single_timescale": "tab:orange"},
+                  title=f"FTW core on the T-maze, delay {args.delay}, period {args.period}", ylabel="success (eval)",
+                  ylim=(-0.05, 1.05), chance=0.5)
         result["plot"] = args.plot
     print(json.dumps(result, indent=2))
 

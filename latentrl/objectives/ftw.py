@@ -26,19 +26,17 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
-from torch import distributions as D
 from torchrl.objectives import LossModule
-from torchrl.objectives.utils import ValueEstimators
 
 from latentrl.checks import check_range, require_keys
 from latentrl.modules.keyed_unroll import step_after, unroll_keyed
 from latentrl.modules.two_timescale import two_timescale_kl
-from latentrl.objectives._estimator_keys import forward_keys, torchrl_estimator
+from latentrl.objectives._window_a2c import WindowActorCritic
 
 __all__ = ["FTWLoss"]
 
 
-class FTWLoss(LossModule):
+class FTWLoss(WindowActorCritic, LossModule):
     """A2C with GAE plus the two-timescale KL terms, on ``[B, T]`` windows.
 
     Args:
@@ -74,8 +72,6 @@ class FTWLoss(LossModule):
         terminated: NestedKey = "terminated"
 
     default_keys = _AcceptedKeys
-    default_value_estimator = ValueEstimators.GAE
-    _ESTIMATORS = (ValueEstimators.GAE, ValueEstimators.TDLambda, ValueEstimators.TD1, ValueEstimators.TD0)
 
     def __init__(self, step: TensorDictModuleBase, state_keys: Sequence[NestedKey], *, gamma: float = 0.99,
                  lmbda: float = 0.95, entropy_coef: float = 0.01, critic_coef: float = 0.5, kl_coef: float = 1.0,
@@ -93,21 +89,6 @@ class FTWLoss(LossModule):
         self.gamma, self.lmbda, self.prior_sigma, self.coefs = gamma, lmbda, prior_sigma, coefs
         self.make_value_estimator()
 
-    def make_value_estimator(self, value_type=None, **hyperparams):
-        """TorchRL's ``GAE`` (default; ``lmbda`` from the loss), ``TDLambda``, ``TD1`` or ``TD0``, ``value_network=None``."""
-        value_type = ValueEstimators.GAE if value_type is None else value_type
-        if isinstance(value_type, ValueEstimators):
-            if value_type in (ValueEstimators.GAE, ValueEstimators.TDLambda):
-                hyperparams = {"lmbda": self.lmbda, **hyperparams}
-            value_type = torchrl_estimator(self, value_type, self._ESTIMATORS, "GAE (default)", **hyperparams)
-            hyperparams = {}
-        super().make_value_estimator(value_type, **hyperparams)
-        self._forward_value_estimator_keys()
-        return self
-
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        forward_keys(self, ("value", "reward", "done", "terminated"))
-
     @property
     def in_keys(self):
         k = self.tensor_keys
@@ -123,32 +104,16 @@ class FTWLoss(LossModule):
         with torch.no_grad():
             boot = step_after(self.step, tensordict, out, self.state_keys, k.is_init).get(k.value)
         value = out.get(k.value)
-        done = tensordict.get(("next", k.done))
-        data = TensorDict({
-            k.value: value.detach(),
-            ("next", k.value): torch.cat([value[:, 1:].detach(), boot.unsqueeze(1)], 1),
-            ("next", k.reward): tensordict.get(("next", k.reward)),
-            ("next", k.done): done,
-            ("next", k.terminated): done,  # truncations as terminations (see the module docstring)
-        }, batch_size=tensordict.batch_size)
-        with torch.no_grad():
-            self.value_estimator(data)
-        est = self.value_estimator.tensor_keys
-        advantage, target = data.get(est.advantage), data.get(est.value_target)
-
-        dist = D.Categorical(logits=out.get(k.logits))
-        log_pi = dist.log_prob(tensordict.get(k.action).argmax(-1)).unsqueeze(-1)
-        entropy = dist.entropy().unsqueeze(-1)
+        advantage, target = self.advantage_and_target(tensordict, value, boot)
+        ac = self.actor_critic_terms(out.get(k.logits), tensordict.get(k.action), value, advantage, target)
+        ac.pop("log_pi")
         kl, kl_prior = two_timescale_kl(out.get(k.z_post_mean), out.get(k.z_post_std), out.get(k.z_prior_mean),
                                         out.get(k.z_prior_std), out.get(k.tick), self.prior_sigma)
         c = self.coefs
         return TensorDict({
-            "loss_objective": -(advantage * log_pi).mean(),
-            "loss_critic": c["critic_coef"] * 0.5 * (target - value).pow(2).mean(),
-            "loss_entropy": -c["entropy_coef"] * entropy.mean(),
+            **ac,
             "loss_kl": c["kl_coef"] * kl,
             "loss_prior": c["prior_coef"] * kl_prior,
-            "entropy": entropy.detach().mean(),
             "kl": kl.detach(),
             "kl_prior": kl_prior.detach(),
             "advantage": advantage.mean(),

@@ -31,16 +31,15 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torch import distributions as D
 from torchrl.objectives import LossModule
-from torchrl.objectives.utils import ValueEstimators
 
 from latentrl.checks import check_range, require_keys
 from latentrl.modules.merlin import MerlinPolicy
-from latentrl.objectives._estimator_keys import forward_keys, torchrl_estimator
+from latentrl.objectives._window_a2c import WindowActorCritic
 
 __all__ = ["MerlinLoss"]
 
 
-class MerlinLoss(LossModule):
+class MerlinLoss(WindowActorCritic, LossModule):
     """MBP and policy losses of MERLIN on ``[B, T]`` windows.
 
     Args:
@@ -73,8 +72,6 @@ class MerlinLoss(LossModule):
         terminated: NestedKey = "terminated"
 
     default_keys = _AcceptedKeys
-    default_value_estimator = ValueEstimators.GAE
-    _ESTIMATORS = (ValueEstimators.GAE, ValueEstimators.TDLambda, ValueEstimators.TD1, ValueEstimators.TD0)
 
     def __init__(self, policy: MerlinPolicy, *, gamma: float = 0.96, lmbda: float = 0.9, entropy_coef: float = 0.01,
                  critic_coef: float = 0.5, obs_coef: float = 1.0, action_coef: float = 1.0, reward_coef: float = 1.0,
@@ -91,21 +88,6 @@ class MerlinLoss(LossModule):
         self.policy, self.gamma, self.lmbda = policy, gamma, lmbda
         self.coefs = coefs
         self.make_value_estimator()
-
-    def make_value_estimator(self, value_type=None, **hyperparams):
-        """TorchRL's ``GAE`` (default; ``lmbda`` from the loss), ``TDLambda``, ``TD1`` or ``TD0``, ``value_network=None``."""
-        value_type = ValueEstimators.GAE if value_type is None else value_type
-        if isinstance(value_type, ValueEstimators):
-            if value_type in (ValueEstimators.GAE, ValueEstimators.TDLambda):
-                hyperparams = {"lmbda": self.lmbda, **hyperparams}
-            value_type = torchrl_estimator(self, value_type, self._ESTIMATORS, "GAE (default)", **hyperparams)
-            hyperparams = {}
-        super().make_value_estimator(value_type, **hyperparams)
-        self._forward_value_estimator_keys()
-        return self
-
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        forward_keys(self, ("value", "reward", "done", "terminated"))
 
     @property
     def in_keys(self):
@@ -131,22 +113,9 @@ class MerlinLoss(LossModule):
         with torch.no_grad():  # the value after the window
             boot, _ = core.step(tensordict.get(("next", k.observation))[:, -1], action[:, -1], reward[:, -1], last)
         value = out["state_value"]
-        data = TensorDict({
-            k.value: value.detach(),
-            ("next", k.value): torch.cat([value[:, 1:].detach(), boot["state_value"].unsqueeze(1)], 1),
-            ("next", k.reward): reward,
-            ("next", k.done): tensordict.get(("next", k.done)),
-            ("next", k.terminated): tensordict.get(("next", k.done)),  # truncations as terminations (see above)
-        }, batch_size=tensordict.batch_size)
-        with torch.no_grad():
-            self.value_estimator(data)
-        est = self.value_estimator.tensor_keys
-        advantage, target = data.get(est.advantage), data.get(est.value_target)
-
-        dist = D.Categorical(logits=out["logits"])
-        index = action.argmax(-1)
-        log_pi = dist.log_prob(index).unsqueeze(-1)
-        entropy = dist.entropy().unsqueeze(-1)
+        advantage, target = self.advantage_and_target(tensordict, value, boot["state_value"])
+        ac = self.actor_critic_terms(out["logits"], action, value, advantage, target)
+        log_pi = ac.pop("log_pi")
         prior = D.Normal(out["prior_mean"], out["prior_std"])
         post = D.Normal(out["post_mean"], out["post_std"])
         kl = D.kl_divergence(post, prior).sum(-1)
@@ -154,15 +123,12 @@ class MerlinLoss(LossModule):
         return_pred = core.return_prediction(out["z"], log_pi)
         c = self.coefs
         return TensorDict({
-            "loss_objective": -(advantage * log_pi).mean(),
-            "loss_critic": c["critic_coef"] * 0.5 * (target - value).pow(2).mean(),
-            "loss_entropy": -c["entropy_coef"] * entropy.mean(),
+            **ac,
             "loss_kl": c["kl_coef"] * kl.mean(),
             "loss_obs": c["obs_coef"] * 0.5 * (out["obs_pred"] - obs).pow(2).sum(-1).mean(),
             "loss_prev_action": c["action_coef"] * -(prev_action * F.log_softmax(out["prev_action_logits"], -1)).sum(-1).mean(),
             "loss_prev_reward": c["reward_coef"] * 0.5 * (out["prev_reward_pred"] - tensordict.get(k.prev_reward)).pow(2).mean(),
             "loss_return": c["return_coef"] * 0.5 * (return_pred - target).pow(2).mean(),
-            "entropy": entropy.detach().mean(),
             "kl": kl.detach().mean(),
             "advantage": advantage.mean(),
             "value_target": target.mean(),
