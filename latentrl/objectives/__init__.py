@@ -25,6 +25,7 @@ from . import functional, value
 from .baselines import MovingAverageBaseline
 from .dreamer import DreamerActorCriticLoss
 from .dreamer_v3 import DreamerV3ActorCriticLoss, replay_lambda_return
+from .ftw import FTWLoss
 from .functional import (
     VTraceOutput,
     kl_balanced,
@@ -37,7 +38,6 @@ from .functional import (
 )
 from .gumbel_sac import GumbelSACLoss, categorical_entropy
 from .impala import CORRECTIONS, IMPALALoss
-from .ftw import FTWLoss
 from .merlin import MerlinLoss
 from .r2d2 import R2D2Loss, delta_q
 from .target_updates import HardUpdateEvery
