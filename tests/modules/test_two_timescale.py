@@ -36,6 +36,12 @@ def test_slow_core_updates_exactly_every_period_steps_and_holds_in_between():
         assert not torch.equal(out["post_mean"][b, 1], out["post_mean"][b, 2])  # the fast core moves every step
 
 
+def test_period_one_ticks_every_step():  # the single-timescale control
+    core = _core(period=1)
+    out, _ = core.unroll(torch.randn(2, 5, 5), torch.zeros(2, 5, 1, dtype=torch.bool), core.initial_state((2,)))
+    assert bool(out["tick"].all())
+
+
 def test_slow_state_is_held_bitwise_between_ticks():
     core = _core(period=3)
     state = core.initial_state((1,))
