@@ -225,9 +225,21 @@ def test_merlin_vs_rl_lstm_benchmark_reports_both_agents_and_plots(tmp_path):
     assert set(result["final_success"]) == {"merlin", "rl_lstm"} and plot.stat().st_size > 0
     for run in result["runs"]:
         assert run["frames"] == 320 and 0.0 <= run["final_eval_return"] <= 1.0 and run["frames_per_s"] > 0
+    printed = tmp_path / "runs.json"
+    printed.write_text(out.stdout)
+    replot = tmp_path / "replot.png"
+    again = subprocess.run(  # the same summary from the printed runs, without training
+        [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--delay", "3", "--frames", "320",
+         "--runs-from", str(printed), "--plot", str(replot), "--reps", "200"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout[again.stdout.index('{\n') :])
+    assert summary["final_success"] == result["final_success"] and replot.stat().st_size > 0
     out = subprocess.run(  # a POPGym task: its score is an episode's return in [-1, 1]
         [sys.executable, str(ROOT / "benchmarks" / "merlin_vs_rl_lstm.py"), "--env", "popgym:RepeatFirstEasy", "--frames",
-         "320", "--seeds", "0", "--eval-interval", "320", "--reps", "200", "--merlin-overrides", "model.memory_rows=64"],
+         "320", "--seeds", "0", "--eval-interval", "320", "--reps", "200", "--agents", "merlin", "--merlin-overrides",
+         "model.memory_rows=64"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -38,6 +38,7 @@ def main(argv=None) -> dict:
     policy.load_state_dict(payload["objects"]["policy"])
     env.append_transform(policy.make_tensordict_primer())
     env.set_seed(args.seed)
+    torch.manual_seed(args.seed)  # z_t is sampled from the posterior: the same episode on every call
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         episode = env.rollout(cfg.env.delay + 2, actor)
     weights = episode["policy_read_weights"][:, 0]  # [T, N]
@@ -52,9 +53,9 @@ def main(argv=None) -> dict:
     fig, ax = plt.subplots(figsize=(7, 4))
     image = ax.imshow(weights.T.numpy(), aspect="auto", origin="lower", cmap="viridis")
     ax.axhline(cue_row, color="white", lw=0.8, ls="--")
-    ax.set(xlabel="step", ylabel="memory row",
-           title=f"policy read weights, T-maze delay {cfg.env.delay} (cue written to row {cue_row}; "
-                 f"{'right' if success else 'wrong'} answer)")
+    ax.set(xlabel="step", ylabel="memory row")
+    ax.set_title(f"policy read weights, T-maze delay {cfg.env.delay}\n(cue written to row {cue_row}; "
+                 f"{'right' if success else 'wrong'} answer)", fontsize=10)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)

@@ -39,11 +39,13 @@ def test_tmaze_and_popgym_run_and_the_read_weights_plot(merlin, tmp_path):
     assert summary["frames"] == 400
 
 
-def test_resume_is_exact_with_episode_ends_evaluations_and_updates_after_it(merlin, tmp_path):
+@pytest.mark.parametrize("mode", ["stop", pytest.param("kill", marks=pytest.mark.slow)])
+def test_resume_is_exact_with_episode_ends_evaluations_and_updates_after_it(merlin, tmp_path, mode):
+    """Stopped, or killed with SIGKILL at a random moment: the resumed run's logs equal the uninterrupted one's."""
     from resume_check import check_resume
 
     check_resume(merlin.train, _cfg(tmp_path), tmp_path, stop_at=400, script=ROOT / "examples" / "merlin" / "train.py",
-                 after={"eval/return.csv": 2, "train/episode_return.csv": 5, "train/kl.csv": 10})
+                 mode=mode, after={"eval/return.csv": 2, "train/episode_return.csv": 5, "train/kl.csv": 10})
 
 
 def test_config_errors_name_the_key(merlin, tmp_path):
